@@ -1,0 +1,1 @@
+"""``python -m monai_onenet.benchmark``: Table 2 side by side with what this machine measures."""

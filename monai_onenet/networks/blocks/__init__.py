@@ -1,0 +1,28 @@
+"""Building blocks of the OneNet family."""
+
+from __future__ import annotations
+
+from monai_onenet.networks.blocks.channel_levels import ChannelConv, OneNetDecoderLevel, OneNetEncoderLevel
+from monai_onenet.networks.blocks.classifier import OneNetClassifier
+from monai_onenet.networks.blocks.conv_levels import UNetDecoderLevel, UNetEncoderLevel, double_conv
+from monai_onenet.networks.blocks.oriented_conv import OrientedConv
+from monai_onenet.networks.blocks.pixel_shuffle import channels_to_space, space_to_channels
+from monai_onenet.networks.blocks.sequence_conv import SequenceConv, sequence_conv_reference
+from monai_onenet.networks.blocks.spatial_mixing import SPATIAL_MIXING, get_spatial_mixing
+
+__all__ = [
+    "ChannelConv",
+    "OneNetDecoderLevel",
+    "OneNetEncoderLevel",
+    "OneNetClassifier",
+    "UNetDecoderLevel",
+    "UNetEncoderLevel",
+    "double_conv",
+    "OrientedConv",
+    "channels_to_space",
+    "space_to_channels",
+    "SequenceConv",
+    "sequence_conv_reference",
+    "SPATIAL_MIXING",
+    "get_spatial_mixing",
+]

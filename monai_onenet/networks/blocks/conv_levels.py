@@ -1,0 +1,100 @@
+"""The 2D-style levels of the paper's baselines: U-Net encoder levels and the U-Net decoder used by OneNet_e."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from monai.networks.blocks import Convolution
+from monai.networks.layers.factories import Conv, Pool
+
+__all__ = ["UNetEncoderLevel", "UNetDecoderLevel", "double_conv"]
+
+
+def double_conv(
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    act: str | tuple | None,
+    norm: str | tuple | None,
+    dropout: float | tuple | None,
+    bias: bool,
+    conv_only: bool = False,
+) -> nn.Sequential:
+    """Two 3x3 convolutions (conv -> norm -> act each, or plain convolutions with ``conv_only``)."""
+    return nn.Sequential(
+        Convolution(spatial_dims, in_channels, out_channels, kernel_size=3, act=act, norm=norm, dropout=dropout, bias=bias,
+                    conv_only=conv_only),
+        Convolution(spatial_dims, out_channels, out_channels, kernel_size=3, act=act, norm=norm, dropout=dropout, bias=bias,
+                    conv_only=conv_only),
+    )
+
+
+class UNetEncoderLevel(nn.Sequential):
+    """U-Net encoder level: 2x max-pooling, then two 3x3 conv -> norm -> act.
+
+    Args:
+        spatial_dims: number of spatial dimensions.
+        in_channels: input channels.
+        out_channels: output channels.
+        act: activation type and arguments.
+        norm: feature normalisation type and arguments.
+        dropout: dropout ratio.
+        bias: whether the convolutions have a bias.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        act: str | tuple | None,
+        norm: str | tuple | None,
+        dropout: float | tuple | None = 0.0,
+        bias: bool = True,
+    ):
+        super().__init__()
+        self.add_module("pool", Pool[Pool.MAX, spatial_dims](kernel_size=2))
+        self.add_module("convs", double_conv(spatial_dims, in_channels, out_channels, act, norm, dropout, bias))
+
+
+class UNetDecoderLevel(nn.Module):
+    """U-Net decoder level as in the OneNet authors' code: transposed conv, concat the skip, two 3x3 convs.
+
+    At the top level (``skip_channels == 0``) the two convolutions are plain, with no norm or activation.
+
+    Args:
+        spatial_dims: number of spatial dimensions.
+        in_channels: channels before upsampling.
+        skip_channels: channels of the encoder skip; 0 at the top level.
+        out_channels: output channels (also the width of the upsampled map).
+        act: activation type and arguments.
+        norm: feature normalisation type and arguments.
+        dropout: dropout ratio.
+        bias: whether the convolutions have a bias.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        act: str | tuple | None,
+        norm: str | tuple | None,
+        dropout: float | tuple | None = 0.0,
+        bias: bool = True,
+    ):
+        super().__init__()
+        self.upsample = Conv[Conv.CONVTRANS, spatial_dims](in_channels, out_channels, kernel_size=2, stride=2)
+        top = skip_channels == 0
+        self.convs = double_conv(
+            spatial_dims, out_channels + skip_channels, out_channels, act, norm, dropout, bias, conv_only=top
+        )
+
+    def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x = self.upsample(x)
+        if skip is not None:
+            x = torch.cat([skip, x], dim=1)
+        return self.convs(x)

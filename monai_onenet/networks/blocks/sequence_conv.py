@@ -1,0 +1,116 @@
+"""The paper's spatial convolution ("SP"): one shared 1D filter over the channels-last flattened feature map."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from monai.networks.layers.utils import get_act_layer
+
+from monai_onenet.networks.blocks.layout import channels_first_view, channels_last_view
+
+__all__ = ["SequenceConv", "sequence_conv_reference"]
+
+
+def _flatten(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, *S)`` -> the channels-last sequence ``(B, 1, prod(S) * C)``."""
+    return channels_last_view(x).reshape(x.shape[0], 1, -1)
+
+
+def _unflatten(sequence: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_flatten`, back to the shape of ``like``."""
+    shape: List[int] = [like.shape[0]] + [int(s) for s in like.shape[2:]] + [like.shape[1]]
+    return channels_first_view(sequence.reshape(shape))
+
+
+def sequence_conv_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """The straightforward form of the paper's spatial conv, kept as the ground truth.
+
+    Flattens ``(B, C, *S)`` channels-last into one sequence ``(B, 1, prod(S) * C)``, reflect-pads it by
+    ``k // 2`` at its two ends only, runs ``Conv1d(1, 1, k)`` with ``weight`` ``(1, 1, k)`` and ``bias`` and
+    restores the shape.
+    """
+    pad = weight.shape[-1] // 2
+    return _unflatten(F.conv1d(F.pad(_flatten(x), [pad, pad], mode="reflect"), weight, bias), x)
+
+
+def _block_size(channels: int, pad: int) -> int:
+    """Largest of 8 / 4 / 16 / ... that divides ``channels`` and covers the filter's reach; 0 if none."""
+    for block in (8, 16, 4, 32, 64):
+        if block >= pad and channels % block == 0:
+            return block
+    return 0
+
+
+class SequenceConv(nn.Module):
+    """Spatial conv of OneNet's 1D blocks, faithful to the authors' code, then an activation.
+
+    One ``Conv1d(1, 1, kernel_size)`` (``kernel_size + 1`` parameters) slides over the channels-last flattening of
+    the whole feature map, reflect-padded at the two ends of that sequence only. It mostly filters across
+    neighbouring channels of one pixel and leaks into the previous / next pixel in row-major order.
+
+    Run as written (permute, pad, ``Conv1d`` with one channel) it dominates OneNet's run time: oneDNN has no
+    fast kernel for a one-channel convolution over a sequence of millions. Here the same filter runs in
+    polyphase form: the sequence is cut into blocks of ``b`` values (``b`` divides the channel count) and the
+    9-tap filter becomes a ``b -> b`` convolution of kernel 3 over blocks, on a channels-last view of the input
+    (no copy), followed by an exact fix of the ``k // 2`` reflect-padded values at each end. Outputs match
+    :func:`sequence_conv_reference` to float rounding. Set ``reference = True`` to run the straightforward form
+    (the FLOP counter does, so that it counts the model's arithmetic, not the block form's zero taps).
+
+    Args:
+        channels: channels of the input; fixes the block size of the fast form.
+        kernel_size: filter length (odd). Defaults to 9, the paper's.
+        act: activation after the filter. Defaults to ReLU.
+
+    Example::
+
+        >>> sp = SequenceConv(channels=64)
+        >>> sp(torch.randn(2, 64, 32, 32)).shape
+        torch.Size([2, 64, 32, 32])
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 9, act: str | tuple | None = ("relu", {"inplace": True})):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"SequenceConv needs an odd kernel_size, got {kernel_size}.")
+        self.conv = nn.Conv1d(1, 1, kernel_size)
+        self.pad = kernel_size // 2
+        self.block = _block_size(channels, self.pad)
+        self.reference = False
+        self.act = nn.Identity() if act is None else get_act_layer(act)
+        # Slot (out, in, shift) of the block-form kernel holds tap `tap_index` of the filter (index k: a zero).
+        index = torch.full((max(self.block, 1), max(self.block, 1), 3), kernel_size, dtype=torch.long)
+        for out_pos in range(self.block):
+            for tap in range(kernel_size):
+                shift, in_pos = divmod(out_pos + tap - self.pad, self.block)
+                index[out_pos, in_pos, shift + 1] = tap
+        self.register_buffer("tap_index", index, persistent=False)
+
+    def _block_form(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        sequence = _flatten(x).reshape(batch, -1)
+        length = sequence.shape[1]
+        taps = torch.cat([self.conv.weight.reshape(-1), self.conv.weight.new_zeros(1)])
+        kernel = taps[self.tap_index].unsqueeze(-1)
+        bias = self.conv.bias
+        assert bias is not None
+        # (B, L) -> (B, L/b, 1, b) -> (B, b, L/b, 1): channels-last view, no copy when `sequence` is contiguous.
+        blocks = sequence.reshape(batch, length // self.block, 1, self.block).permute(0, 3, 1, 2)
+        filtered = F.conv2d(blocks, kernel, bias.expand(self.block), padding=(1, 0))
+        out = filtered.permute(0, 2, 3, 1).reshape(batch, length)
+        edge = 2 * self.pad
+        head = F.conv1d(F.pad(sequence[:, None, :edge], [self.pad, self.pad], mode="reflect"), self.conv.weight, bias)
+        tail = F.conv1d(F.pad(sequence[:, None, -edge:], [self.pad, self.pad], mode="reflect"), self.conv.weight, bias)
+        out[:, : self.pad] = head[:, 0, : self.pad]
+        out[:, length - self.pad :] = tail[:, 0, self.pad :]
+        return _unflatten(out, x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fast = not self.reference and self.block > 0 and x.shape[1] % self.block == 0
+        if fast and x[0].numel() >= 2 * self.pad + self.block:
+            return self.act(self._block_form(x))
+        # The authors' form, through the Conv1d module itself so that module hooks (torchinfo) see it.
+        return self.act(_unflatten(self.conv(F.pad(_flatten(x), [self.pad, self.pad], mode="reflect")), x))
+

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from monai_onenet.networks.nets.onenet import OneNet
+from monai_onenet.networks.nets.presets import PRESETS, create_onenet, onenet_e, onenet_ed, paper_channels, unet_paper
+
+__all__ = [
+    "OneNet",
+    "PRESETS",
+    "create_onenet",
+    "onenet_e",
+    "onenet_ed",
+    "paper_channels",
+    "unet_paper",
+]

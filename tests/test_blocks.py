@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.networks.utils import pixelshuffle, pixelunshuffle
+
+from monai_onenet.networks.blocks import (
+    OrientedConv,
+    SequenceConv,
+    channels_to_space,
+    get_spatial_mixing,
+    sequence_conv_reference,
+    space_to_channels,
+)
+
+SHUFFLE_CASES = [(1, 3, (8,)), (2, 3, (8, 12)), (3, 2, (4, 6, 8))]
+
+
+@pytest.mark.parametrize("spatial_dims, channels, spatial", SHUFFLE_CASES)
+def test_space_to_channels_matches_monai(spatial_dims, channels, spatial):
+    x = torch.randn(2, channels, *spatial)
+    expected = pixelunshuffle(x, spatial_dims, 2)
+    out = space_to_channels(x, 2)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    torch.testing.assert_close(channels_to_space(out, 2), x, rtol=0, atol=0)
+    torch.testing.assert_close(channels_to_space(expected, 2), pixelshuffle(expected, spatial_dims, 2), rtol=0, atol=0)
+
+
+def test_space_to_channels_returns_channels_last():
+    out = space_to_channels(torch.randn(1, 4, 8, 8), 2)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_to_space_rejects_indivisible_channels():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        channels_to_space(torch.randn(1, 6, 4, 4), 2)
+
+
+SEQUENCE_CASES = [
+    ((2, 64, 16, 16), 9),
+    ((1, 256, 8, 8), 9),
+    ((1, 24, 4, 4, 4), 9),
+    ((2, 8, 32), 5),
+    ((1, 12, 6, 6), 9),  # 12 channels: block form with blocks of 4
+    ((1, 7, 8, 8), 9),  # odd channels: falls back to the reference form
+    ((1, 16, 1, 1), 9),  # shorter than the filter's edge window
+]
+
+
+@pytest.mark.parametrize("shape, kernel_size", SEQUENCE_CASES)
+def test_sequence_conv_fast_form_equals_reference(shape, kernel_size):
+    torch.manual_seed(0)
+    sp = SequenceConv(shape[1], kernel_size, act=None)
+    x = torch.randn(*shape, requires_grad=True)
+    fast = sp(x)
+    slow = sequence_conv_reference(x, sp.conv.weight, sp.conv.bias)
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-5)
+    grad_fast = torch.autograd.grad(fast.square().sum(), [x, sp.conv.weight])
+    grad_slow = torch.autograd.grad(slow.square().sum(), [x, sp.conv.weight])
+    for a, b in zip(grad_fast, grad_slow):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_sequence_conv_reference_is_the_authors_flattened_conv():
+    # One pixel, channels 0..C-1: the filter runs across channels, reflect-padded at the sequence ends only.
+    conv = torch.nn.Conv1d(1, 1, 3, bias=False)
+    conv.weight.data = torch.tensor([[[1.0, 0.0, 0.0]]])  # picks the previous element of the sequence
+    x = torch.arange(8.0).view(1, 2, 2, 2)  # 2 channels on a 2x2 map
+    out = sequence_conv_reference(x, conv.weight, None)
+    sequence = x.permute(0, 2, 3, 1).reshape(-1)  # channels-last flattening
+    shifted = torch.cat([sequence[1:2], sequence[:-1]])  # reflect pad by one, then shift right
+    torch.testing.assert_close(out.permute(0, 2, 3, 1).reshape(-1), shifted)
+
+
+def test_sequence_conv_has_ten_parameters():
+    assert sum(p.numel() for p in SequenceConv(64).parameters()) == 10
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+def test_oriented_conv_sees_along_every_axis_only(spatial_dims):
+    torch.manual_seed(0)
+    mix = OrientedConv(spatial_dims, channels=4, kernel_size=3)
+    size = [7] * spatial_dims
+    x = torch.zeros(1, 4, *size, requires_grad=True)
+    centre = (0, 0) + tuple(s // 2 for s in size)
+    mix(x)[centre].backward()
+    support = x.grad[0].abs().sum(0) > 0
+    # Separable 3-tap kernels along each axis: the support is the 3^d cube around the centre.
+    expected = torch.zeros(size, dtype=torch.bool)
+    expected[tuple(slice(s // 2 - 1, s // 2 + 2) for s in size)] = True
+    assert torch.equal(support, expected)
+
+
+def test_get_spatial_mixing_rejects_unknown_name():
+    with pytest.raises(ValueError, match="spatial_mixing must be one of"):
+        get_spatial_mixing("diagonal", 2, 8, 9)
+
+
+@pytest.mark.parametrize("kernel_size", [4, 8])
+def test_even_kernel_is_rejected(kernel_size):
+    with pytest.raises(ValueError, match="odd kernel_size"):
+        SequenceConv(8, kernel_size)
+    with pytest.raises(ValueError, match="odd kernel_size"):
+        OrientedConv(2, 8, kernel_size)

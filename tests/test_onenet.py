@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from monai.networks import eval_mode, train_mode
+
+from monai_onenet.networks import OneNet
+
+TINY = (4, 8, 16)  # depth 2: spatial sizes must be multiples of 4
+
+CASES = []
+for spatial_dims, size in [(1, (16,)), (2, (16, 12)), (3, (8, 8, 12))]:
+    for encoder, decoder in [("1d", "1d"), ("1d", "conv"), ("conv", "conv")]:
+        for mixing in ["sequence", "oriented", "none"]:
+            CASES.append(
+                [
+                    {
+                        "spatial_dims": spatial_dims,
+                        "in_channels": 3,
+                        "out_channels": 2,
+                        "channels": TINY,
+                        "encoder": encoder,
+                        "decoder": decoder,
+                        "spatial_mixing": mixing,
+                    },
+                    (2, 3, *size),
+                    (2, 2, *size),
+                ]
+            )
+
+
+@pytest.mark.parametrize("kwargs, in_shape, out_shape", CASES)
+def test_shape(kwargs, in_shape, out_shape):
+    net = OneNet(**kwargs)
+    with eval_mode(net):
+        out = net(torch.randn(in_shape))
+    assert isinstance(out, torch.Tensor)
+    assert out.shape == out_shape
+
+
+@pytest.mark.parametrize("kwargs, in_shape, out_shape", CASES[::4])
+def test_backward_reaches_every_parameter(kwargs, in_shape, out_shape):
+    net = OneNet(**kwargs, deep_supervision=True, num_classes=3)
+    with train_mode(net):
+        segmentation, class_logits = net(torch.randn(in_shape))
+    assert isinstance(segmentation, list) and len(segmentation) == len(TINY) - 1
+    assert segmentation[0].shape == out_shape
+    assert class_logits.shape == (in_shape[0], 3)
+    loss = sum(s.square().mean() for s in segmentation) + class_logits.square().mean()
+    loss.backward()
+    missing = [name for name, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+def test_deep_supervision_heads_are_coarser_and_eval_returns_top_only():
+    net = OneNet(2, 1, 4, channels=(4, 8, 16, 32), deep_supervision=True)
+    x = torch.randn(2, 1, 32, 32)
+    with train_mode(net):
+        outputs = net(x)
+    assert [tuple(o.shape[2:]) for o in outputs] == [(32, 32), (16, 16), (8, 8)]
+    with eval_mode(net):
+        top = net(x)
+    assert isinstance(top, torch.Tensor) and top.shape == (2, 4, 32, 32)
+
+
+def test_classification_head_in_eval_returns_tuple():
+    net = OneNet(2, 1, 2, channels=TINY, num_classes=5)
+    with eval_mode(net):
+        segmentation, class_logits = net(torch.randn(3, 1, 16, 16))
+    assert segmentation.shape == (3, 2, 16, 16)
+    assert class_logits.shape == (3, 5)
+
+
+def test_input_normalization_is_off_by_default_and_applies_the_authors_constants():
+    torch.manual_seed(0)
+    plain = OneNet(2, 1, 2, channels=TINY)
+    normalised = OneNet(2, 1, 2, channels=TINY, input_normalization=True)
+    normalised.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 1, 16, 16)
+    with eval_mode(plain, normalised):
+        torch.testing.assert_close(normalised(x), plain((x - 0.45) / 0.225))
+
+
+def test_without_spatial_mixing_each_output_sees_only_its_block():
+    # The faithful encoder-decoder without SP is a hierarchical patch-wise MLP: one output pixel depends only on
+    # the 2^depth x 2^depth input block it lies in. This is the weakness the oriented variant removes.
+    torch.manual_seed(0)
+    kwargs = {"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": TINY}
+    own_block = torch.zeros(16, 16, dtype=torch.bool)
+    own_block[4:8, 4:8] = True
+    for mixing in ["none", "oriented"]:
+        net = OneNet(**kwargs, spatial_mixing=mixing, mixing_kernel_size=3).eval()
+        x = torch.randn(1, 1, 16, 16, requires_grad=True)
+        net(x)[0, 0, 5, 6].backward()
+        support = x.grad[0, 0] != 0  # (a ReLU may zero a gradient inside the support, never outside)
+        assert support[own_block].any()
+        if mixing == "none":
+            assert not support[~own_block].any()
+        else:
+            assert support[~own_block].sum() > 16
+
+
+BAD_ARGS = [
+    ({"spatial_dims": 4}, "spatial_dims must be 1, 2 or 3"),
+    ({"channels": (8,)}, "channels needs the stem width"),
+    ({"encoder": "2d"}, "encoder must be one of"),
+    ({"decoder": "linear"}, "decoder must be one of"),
+    ({"spatial_mixing": "diag"}, "spatial_mixing must be one of"),
+    ({"in_channels": 0}, "in_channels and out_channels must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("kwargs, message", BAD_ARGS)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        OneNet(**{"channels": TINY, **kwargs})
+
+
+BAD_INPUTS = [
+    ((1, 1, 18, 16), r"divisible by 4; got spatial shape \[18, 16\], where 18 is not \(nearest valid: 16 or 20\)"),
+    ((1, 1, 18, 16), r"DivisiblePadd\(keys, k=4\)"),
+    ((1, 2, 16, 16), r"expects 1 input channels \(in_channels=1\), got 2"),
+    ((1, 16, 16), r"expects input \(batch, channels, 2 spatial sizes\), i.e. 4 dimensions, got shape \[1, 16, 16\]"),
+]
+
+
+@pytest.mark.parametrize("shape, message", BAD_INPUTS)
+def test_bad_input_is_named_before_compute(shape, message):
+    net = OneNet(2, 1, 2, channels=TINY).eval()
+    with pytest.raises(ValueError, match=message):
+        net(torch.randn(shape))
+
+
+def test_golden_output():
+    torch.manual_seed(0)
+    net = OneNet(2, 1, 2, channels=(8, 16, 32), deep_supervision=True).eval()
+    x = torch.linspace(-1, 1, 256).view(1, 1, 16, 16)
+    out = net(x)[0, :, 7, 3:6].flatten()
+    # Recorded from this implementation (torch 2.13 CPU); guards the faithful maths against silent changes.
+    expected = torch.tensor([-0.112348, -0.11262, -0.112366, -0.101569, -0.105118, -0.101606])
+    torch.testing.assert_close(out, expected, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("spatial_dims, shape", [(2, (1, 1, 16, 16)), (3, (1, 1, 8, 8, 8))])
+@pytest.mark.parametrize("mixing", ["sequence", "oriented"])
+def test_torchscript_save_reload(spatial_dims, shape, mixing):
+    net = OneNet(spatial_dims, 1, 2, channels=TINY, spatial_mixing=mixing, num_classes=2).eval()
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(net), buffer)
+    buffer.seek(0)
+    loaded = torch.jit.load(buffer)
+    x = torch.randn(shape)
+    for a, b in zip(net(x), loaded(x)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("spatial_dims, shape", [(2, (2, 1, 16, 16)), (3, (1, 1, 8, 8, 8))])
+def test_trace(spatial_dims, shape):
+    net = OneNet(spatial_dims, 1, 2, channels=TINY).eval()
+    x = torch.randn(shape)
+    traced = torch.jit.trace(net, x)
+    torch.testing.assert_close(traced(x), net(x), rtol=1e-5, atol=1e-5)
