@@ -39,8 +39,9 @@ def test_real_flop_counter(name, gflops):
 @pytest.mark.parametrize("mixing", ["sequence", "none"])
 def test_paper_flops_agree_with_torchinfo(mixing):
     torchinfo = pytest.importorskip("torchinfo")
-    net = OneNet(2, 3, 4, channels=(8, 16, 32, 64), spatial_mixing=mixing, deep_supervision=True, encoder="1d",
-                 decoder="conv")
+    net = OneNet(
+        2, 3, 4, channels=(8, 16, 32, 64), spatial_mixing=mixing, deep_supervision=True, encoder="1d", decoder="conv"
+    )
     x = torch.randn(1, 3, 64, 64)
     from monai_onenet.benchmark.flops import reference_sequence_conv
 
@@ -56,7 +57,11 @@ def test_unknown_preset_lists_the_available_ones():
 
 def test_every_preset_takes_overrides():
     for name in PRESETS:
-        net = create_onenet(name, in_channels=1, out_channels=2, channels=(4, 8, 16, 32, 64, 128)[: int(name[-1]) + 1]
-                            if name[-1].isdigit() else (4, 8, 16, 32, 64))
+        net = create_onenet(
+            name,
+            in_channels=1,
+            out_channels=2,
+            channels=(4, 8, 16, 32, 64, 128)[: int(name[-1]) + 1] if name[-1].isdigit() else (4, 8, 16, 32, 64),
+        )
         with torch.no_grad():
             assert net.eval()(torch.randn(1, 1, 32, 32)).shape == (1, 2, 32, 32)

@@ -24,10 +24,28 @@ def double_conv(
 ) -> nn.Sequential:
     """Two 3x3 convolutions (conv -> norm -> act each, or plain convolutions with ``conv_only``)."""
     return nn.Sequential(
-        Convolution(spatial_dims, in_channels, out_channels, kernel_size=3, act=act, norm=norm, dropout=dropout, bias=bias,
-                    conv_only=conv_only),
-        Convolution(spatial_dims, out_channels, out_channels, kernel_size=3, act=act, norm=norm, dropout=dropout, bias=bias,
-                    conv_only=conv_only),
+        Convolution(
+            spatial_dims,
+            in_channels,
+            out_channels,
+            kernel_size=3,
+            act=act,
+            norm=norm,
+            dropout=dropout,
+            bias=bias,
+            conv_only=conv_only,
+        ),
+        Convolution(
+            spatial_dims,
+            out_channels,
+            out_channels,
+            kernel_size=3,
+            act=act,
+            norm=norm,
+            dropout=dropout,
+            bias=bias,
+            conv_only=conv_only,
+        ),
     )
 
 

@@ -113,4 +113,3 @@ class SequenceConv(nn.Module):
             return self.act(self._block_form(x))
         # The authors' form, through the Conv1d module itself so that module hooks (torchinfo) see it.
         return self.act(_unflatten(self.conv(F.pad(_flatten(x), [self.pad, self.pad], mode="reflect")), x))
-

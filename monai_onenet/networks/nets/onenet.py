@@ -168,9 +168,7 @@ class OneNet(nn.Module):
         level_widths = [_out_channels(level) for level in decoder_levels]
         self.head = head(level_widths[-1])
         # Finest first, as the list forward returns in training.
-        self.auxiliary_heads = (
-            nn.ModuleList(head(w) for w in reversed(level_widths[:-1])) if deep_supervision else None
-        )
+        self.auxiliary_heads = nn.ModuleList(head(w) for w in reversed(level_widths[:-1])) if deep_supervision else None
         self.classifier = (
             OneNetClassifier(spatial_dims, widths[depth], num_classes, act, norm) if num_classes > 0 else None
         )
@@ -277,5 +275,3 @@ def _check_arguments(
         raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}.")
     if spatial_mixing not in SPATIAL_MIXING:
         raise ValueError(f"spatial_mixing must be one of {SPATIAL_MIXING}, got {spatial_mixing!r}.")
-
-

@@ -29,7 +29,9 @@ def _preset(
     )
 
 
-def onenet_ed(depth: int = 4, spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 4, **kwargs: Any) -> OneNet:
+def onenet_ed(
+    depth: int = 4, spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 4, **kwargs: Any
+) -> OneNet:
     """The paper's OneNet_ed: 1D encoder and 1D decoder, heads at every decoder level.
 
     Defaults reproduce Table 2 (``onenet_ed(4)``: 9,081,056 parameters; ``onenet_ed(5)``: 36,382,968).
@@ -42,7 +44,9 @@ def onenet_ed(depth: int = 4, spatial_dims: int = 2, in_channels: int = 3, out_c
     return _preset("1d", "1d", depth, spatial_dims, in_channels, out_channels, **kwargs)
 
 
-def onenet_e(depth: int = 4, spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 4, **kwargs: Any) -> OneNet:
+def onenet_e(
+    depth: int = 4, spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 4, **kwargs: Any
+) -> OneNet:
     """The paper's OneNet_e: 1D encoder, U-Net (transposed conv + 3x3 conv) decoder.
 
     Defaults reproduce Table 2 (``onenet_e(4)``: 16,388,216 parameters; ``onenet_e(5)``: 65,727,622).
@@ -50,7 +54,9 @@ def onenet_e(depth: int = 4, spatial_dims: int = 2, in_channels: int = 3, out_ch
     return _preset("1d", "conv", depth, spatial_dims, in_channels, out_channels, **kwargs)
 
 
-def unet_paper(depth: int = 4, spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 4, **kwargs: Any) -> OneNet:
+def unet_paper(
+    depth: int = 4, spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 4, **kwargs: Any
+) -> OneNet:
     """The paper's U-Net_L baseline (max-pool and 3x3 convs), as built by the OneNet authors.
 
     Defaults reproduce Table 2 (``unet_paper(4)``: 31,040,912 parameters; ``unet_paper(5)``: 124,420,500).

@@ -1,0 +1,194 @@
+"""``python -m monai_onenet.benchmark``: the paper's Table 2 beside what this machine measures.
+
+For every model: exact parameters, FLOPs in the paper's convention and by ``torch.utils.flop_counter``, median
+inference latency, real peak memory for inference and for one training step, and the ratio of latency and memory
+to U-Net_4 measured in the same run. Each model runs in a fresh process with fixed allocator settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from typing import Any, Dict, List, Optional
+
+import torch
+from tqdm import tqdm
+
+from monai_onenet.benchmark.flops import paper_flops, real_flops
+from monai_onenet.benchmark.measure import ALLOCATOR_ENV, measure, measure_onnxruntime
+from monai_onenet.benchmark.models import TABLE2, benchmark_models
+
+BASELINE = "unet_4"
+BASELINE_3D = "basicunet_3d"
+ONNX_ROW = "onenet_ed_4"
+
+
+def _parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m monai_onenet.benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="16x narrower models, 64^2 / 32^3 inputs (seconds).")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH.")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available).")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's current number).")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per model (default 7; quick 2).")
+    parser.add_argument("--models", nargs="+", default=None, help="subset of rows to run (default: all).")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure in this process: faster, but heap reuse between models makes peak memory unreliable.",
+    )
+    return parser.parse_args(argv)
+
+
+def _measure_isolated(name: str, what: str, args: argparse.Namespace, device: str) -> Dict[str, float]:
+    request = {
+        "model": name,
+        "what": what,
+        "quick": args.quick,
+        "threads": args.threads,
+        "device": device,
+        "repeats": args.repeats,
+        "warmup": 2,
+    }
+    env = {**os.environ, **ALLOCATOR_ENV, "OMP_NUM_THREADS": str(args.threads)}
+    done = subprocess.run(
+        [sys.executable, "-m", "monai_onenet.benchmark.measure", json.dumps(request)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring {name} ({what}) failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    """Measure every selected model; returns ``{"device", "threads", "rows": [...]}``."""
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    device = "cpu" if device == "auto" else device
+    args.threads = args.threads or torch.get_num_threads()
+    args.repeats = args.repeats or (2 if args.quick else 7)
+    torch.set_num_threads(args.threads)
+    isolated = not args.in_process
+    models = benchmark_models(args.quick)
+    if args.models:
+        unknown = set(args.models) - {m.name for m in models}
+        if unknown:
+            raise SystemExit(f"unknown model(s) {sorted(unknown)}; choose from {[m.name for m in models]}")
+        models = [m for m in models if m.name in args.models or m.name in (BASELINE, BASELINE_3D)]
+    onnx_available = device == "cpu" and _has_onnxruntime()
+    rows: List[Dict[str, Any]] = []
+    for spec in tqdm(models, desc="benchmark", unit="model", file=sys.stderr):
+        net = spec.build()
+        x = torch.randn(*spec.input_shape)
+        row: Dict[str, Any] = {
+            "model": spec.name,
+            "input": list(spec.input_shape),
+            "params": sum(p.numel() for p in net.parameters()),
+            "gflops_paper": paper_flops(net, x) / 1e9,
+            "gflops": real_flops(net, x) / 1e9,
+        }
+        if isolated:
+            del net
+            row.update(_measure_isolated(spec.name, "infer", args, device))
+            row.update(_measure_isolated(spec.name, "train", args, device))
+        else:
+            row.update(measure(net, spec.input_shape, torch.device(device), args.repeats))
+        if spec.name == ONNX_ROW and onnx_available:
+            row["latency_onnxruntime_ms"] = (
+                _measure_isolated(spec.name, "onnxruntime", args, device)["latency_ms"]
+                if isolated
+                else measure_onnxruntime(spec.build(), spec.input_shape, args.threads, args.repeats)
+            )
+        row["note"] = spec.note
+        rows.append(row)
+    baseline = next(r for r in rows if r["model"] == BASELINE)
+    baseline_3d = next((r for r in rows if r["model"] == BASELINE_3D), None)
+    for row in rows:
+        same_input = row["input"] == baseline["input"]
+        row["latency_ratio_vs_unet4"] = row["latency_ms"] / baseline["latency_ms"] if same_input else None
+        row["infer_mem_ratio_vs_unet4"] = (
+            row["peak_infer_mb"] / baseline["peak_infer_mb"] if same_input and baseline["peak_infer_mb"] > 0 else None
+        )
+        if baseline_3d is not None and row["input"] == baseline_3d["input"]:
+            row["latency_ratio_vs_basicunet_3d"] = row["latency_ms"] / baseline_3d["latency_ms"]
+    return {"device": device, "threads": args.threads, "quick": args.quick, "rows": rows}
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(result: Dict[str, Any]) -> str:
+    """The rows as a Markdown table, the paper's Table 2 figures beside the measured ones."""
+    lines = [
+        f"device: {result['device']}, threads: {result['threads']}" + (" (quick sizes)" if result["quick"] else ""),
+        "",
+        "| model | input | params | paper params (M) | GFLOPs, paper convention | paper GFLOPs | GFLOPs, flop_counter "
+        "| latency ms | x U-Net_4 (3D: x BasicUNet) | peak infer MB | x U-Net_4 | peak train MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        paper_params, paper_gflops = (None, None) if result["quick"] else TABLE2.get(row["model"], (None, None))
+        latency_ratio = row["latency_ratio_vs_unet4"] or row.get("latency_ratio_vs_basicunet_3d")
+        cells = [
+            row["model"],
+            "x".join(map(str, row["input"])),
+            f"{row['params']:,}",
+            _fmt(paper_params),
+            _fmt(row["gflops_paper"]),
+            _fmt(paper_gflops),
+            _fmt(row["gflops"]),
+            _fmt(row["latency_ms"], 1),
+            _fmt(latency_ratio),
+            _fmt(row["peak_infer_mb"], 0),
+            _fmt(row["infer_mem_ratio_vs_unet4"]),
+            _fmt(row["peak_train_mb"], 0),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    for row in result["rows"]:
+        if "latency_onnxruntime_ms" in row:
+            lines += [
+                "",
+                f"{row['model']} in ONNX Runtime (opset 17, CPU, same threads): "
+                f"{row['latency_onnxruntime_ms']:.1f} ms vs {row['latency_ms']:.1f} ms eager torch.",
+            ]
+    lines += [
+        "",
+        "Paper convention = 2 x torchinfo mult-adds, top head only; it charges a transposed conv by its output size, "
+        "~4x its real work in 2D, so it overstates the U-Net and OneNet_e rows. flop_counter counts executed "
+        "convolutions and matmuls (2 per multiply-add) at their true cost.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    args = _parse_args(argv)
+    result = run(args)
+    print(markdown_table(result))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(result, out, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The models the benchmark compares, with the input each one runs on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Tuple
+
+import torch.nn as nn
+from monai.networks.nets import BasicUNet
+
+from monai_onenet.networks import PRESETS, OneNet, create_onenet
+
+__all__ = ["BenchmarkModel", "benchmark_models", "TABLE2"]
+
+# The paper's Table 2 (parameters in M, FLOPs in G) for the rows it has.
+TABLE2: Dict[str, Tuple[float, float]] = {
+    "unet_4": (31.04, 104.72),
+    "unet_5": (124.42, 130.80),
+    "onenet_e_4": (16.39, 78.42),
+    "onenet_e_5": (65.73, 98.82),
+    "onenet_ed_4": (9.08, 23.08),
+    "onenet_ed_5": (36.38, 39.00),
+}
+
+
+@dataclass(frozen=True)
+class BenchmarkModel:
+    """One benchmark row: a name, how to build the network, and its input shape."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    input_shape: Tuple[int, ...]
+    note: str = ""
+
+
+def _unet_nchw(**kwargs: object) -> OneNet:
+    net = create_onenet("unet_4", **kwargs)
+    net.channels_last = False  # as PyTorch and MONAI run a U-Net by default
+    return net
+
+
+def benchmark_models(quick: bool = False) -> List[BenchmarkModel]:
+    """The 2D Table 2 rows (plus the spatial-mixing variants) and the 3D rows against MONAI's BasicUNet.
+
+    ``quick`` shrinks widths 16x and inputs to 64^2 / 32^3 so the whole run takes seconds.
+    """
+    shrink = 16 if quick else 1
+    size2d, size3d = (64, 32) if quick else (256, 64)
+
+    def widths(depth: int, base: int = 64) -> tuple:
+        return tuple(max(base // shrink, 2) * 2**i for i in range(depth + 1))
+
+    rows: List[BenchmarkModel] = []
+    for name in PRESETS:
+        depth = 5 if name.endswith("_5") else 4
+        rows.append(
+            BenchmarkModel(name, lambda n=name, d=depth: create_onenet(n, channels=widths(d)), (1, 3, size2d, size2d))
+        )
+    rows.insert(
+        1,
+        BenchmarkModel(
+            "unet_4_nchw",
+            lambda: _unet_nchw(channels=widths(4)),
+            (1, 3, size2d, size2d),
+            "U-Net_4 in PyTorch's default NCHW layout",
+        ),
+    )
+    features3d = tuple(max(f // shrink, 2) for f in (32, 32, 64, 128, 256, 32))
+    shape3d = (1, 1, size3d, size3d, size3d)
+    rows += [
+        BenchmarkModel("basicunet_3d", lambda: BasicUNet(3, 1, 2, features=features3d), shape3d, "MONAI BasicUNet"),
+        BenchmarkModel(
+            "onenet_ed_4_3d",
+            lambda: create_onenet(
+                "onenet_ed_4",
+                spatial_dims=3,
+                in_channels=1,
+                out_channels=2,
+                channels=widths(4, 32),
+                deep_supervision=False,
+            ),
+            shape3d,
+        ),
+        BenchmarkModel(
+            "onenet_ed_4_oriented_3d",
+            lambda: create_onenet(
+                "onenet_ed_4_oriented",
+                spatial_dims=3,
+                in_channels=1,
+                out_channels=2,
+                channels=widths(4, 32),
+                deep_supervision=False,
+            ),
+            shape3d,
+        ),
+    ]
+    return rows

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from monai_onenet.benchmark.__main__ import main
+from monai_onenet.benchmark.measure import peak_memory_mb
+from monai_onenet.benchmark.models import benchmark_models
+
+REQUIRED = {
+    "model",
+    "params",
+    "gflops",
+    "latency_ms",
+    "peak_infer_mb",
+    "peak_train_mb",
+    "latency_ratio_vs_unet4",
+    "infer_mem_ratio_vs_unet4",
+}
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    main(["--quick", "--json", str(path), "--threads", "1"])
+    return json.loads(path.read_text())
+
+
+def test_quick_json_has_every_row_and_key(quick_result):
+    assert quick_result["device"] == "cpu" and quick_result["threads"] == 1
+    names = [row["model"] for row in quick_result["rows"]]
+    assert names == [m.name for m in benchmark_models(quick=True)]
+    for row in quick_result["rows"]:
+        assert REQUIRED <= set(row), row["model"]
+        assert row["params"] > 0 and row["gflops"] > 0 and row["latency_ms"] > 0
+        assert row["peak_infer_mb"] >= 0 and row["peak_train_mb"] >= 0
+
+
+def test_ratios_are_against_unet4_of_the_same_run(quick_result):
+    rows = {row["model"]: row for row in quick_result["rows"]}
+    base = rows["unet_4"]
+    assert base["latency_ratio_vs_unet4"] == 1.0
+    ed = rows["onenet_ed_4"]
+    assert ed["latency_ratio_vs_unet4"] == pytest.approx(ed["latency_ms"] / base["latency_ms"])
+    assert rows["onenet_ed_4_3d"]["latency_ratio_vs_unet4"] is None  # other input: no ratio to the 2D baseline
+    assert rows["onenet_ed_4_3d"]["latency_ratio_vs_basicunet_3d"] == pytest.approx(
+        rows["onenet_ed_4_3d"]["latency_ms"] / rows["basicunet_3d"]["latency_ms"]
+    )
+
+
+def test_onenet_needs_fewer_flops_than_the_unet(quick_result):
+    rows = {row["model"]: row for row in quick_result["rows"]}
+    assert rows["onenet_ed_4"]["gflops"] < rows["onenet_e_4"]["gflops"] < rows["unet_4"]["gflops"]
+
+
+def test_peak_memory_sees_an_allocation():
+    size_mb = 64
+
+    def allocate() -> None:
+        block = torch.ones(size_mb * 2**20 // 4)
+        assert block.sum() > 0
+
+    measured = peak_memory_mb(allocate, torch.device("cpu"))
+    assert size_mb * 0.9 <= measured <= size_mb * 2
+
+
+def test_isolated_worker_runs_one_model():
+    request = {
+        "model": "onenet_ed_4",
+        "what": "infer",
+        "quick": True,
+        "threads": 1,
+        "device": "cpu",
+        "repeats": 1,
+        "warmup": 0,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "monai_onenet.benchmark.measure", json.dumps(request)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["latency_ms"] > 0 and "peak_train_mb" not in result
+
+
+def test_unknown_model_is_named():
+    with pytest.raises(SystemExit, match="unknown model"):
+        main(["--quick", "--models", "resnet"])
