@@ -162,3 +162,14 @@ def test_trace(spatial_dims, shape):
     x = torch.randn(shape)
     traced = torch.jit.trace(net, x)
     torch.testing.assert_close(traced(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+def test_deep_supervision_output_feeds_monai_loss():
+    from monai.losses import DeepSupervisionLoss, DiceCELoss
+
+    net = OneNet(2, 1, 2, channels=(4, 8, 16), deep_supervision=True).train()
+    loss_fn = DeepSupervisionLoss(DiceCELoss(to_onehot_y=True, softmax=True))
+    label = (torch.rand(2, 1, 16, 16) > 0.5).float()
+    loss = loss_fn(net(torch.randn(2, 1, 16, 16)), label)
+    loss.backward()
+    assert torch.isfinite(loss) and net.auxiliary_heads[0].weight.grad is not None
