@@ -39,6 +39,12 @@ def _unet_nchw(**kwargs: object) -> OneNet:
     return net
 
 
+def _onenet_3d(preset: str, channels: tuple) -> OneNet:
+    return create_onenet(
+        preset, spatial_dims=3, in_channels=1, out_channels=2, channels=channels, deep_supervision=False
+    )
+
+
 def benchmark_models(quick: bool = False) -> List[BenchmarkModel]:
     """The 2D Table 2 rows (plus the spatial-mixing variants) and the 3D rows against MONAI's BasicUNet.
 
@@ -69,29 +75,9 @@ def benchmark_models(quick: bool = False) -> List[BenchmarkModel]:
     shape3d = (1, 1, size3d, size3d, size3d)
     rows += [
         BenchmarkModel("basicunet_3d", lambda: BasicUNet(3, 1, 2, features=features3d), shape3d, "MONAI BasicUNet"),
-        BenchmarkModel(
-            "onenet_ed_4_3d",
-            lambda: create_onenet(
-                "onenet_ed_4",
-                spatial_dims=3,
-                in_channels=1,
-                out_channels=2,
-                channels=widths(4, 32),
-                deep_supervision=False,
-            ),
-            shape3d,
-        ),
-        BenchmarkModel(
-            "onenet_ed_4_oriented_3d",
-            lambda: create_onenet(
-                "onenet_ed_4_oriented",
-                spatial_dims=3,
-                in_channels=1,
-                out_channels=2,
-                channels=widths(4, 32),
-                deep_supervision=False,
-            ),
-            shape3d,
+        *(
+            BenchmarkModel(f"{preset}_3d", lambda p=preset: _onenet_3d(p, widths(4, 32)), shape3d)
+            for preset in ("onenet_ed_4", "onenet_ed_4_oriented")
         ),
     ]
     return rows

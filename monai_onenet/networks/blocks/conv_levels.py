@@ -23,29 +23,10 @@ def double_conv(
     conv_only: bool = False,
 ) -> nn.Sequential:
     """Two 3x3 convolutions (conv -> norm -> act each, or plain convolutions with ``conv_only``)."""
+    settings = {"kernel_size": 3, "act": act, "norm": norm, "dropout": dropout, "bias": bias, "conv_only": conv_only}
     return nn.Sequential(
-        Convolution(
-            spatial_dims,
-            in_channels,
-            out_channels,
-            kernel_size=3,
-            act=act,
-            norm=norm,
-            dropout=dropout,
-            bias=bias,
-            conv_only=conv_only,
-        ),
-        Convolution(
-            spatial_dims,
-            out_channels,
-            out_channels,
-            kernel_size=3,
-            act=act,
-            norm=norm,
-            dropout=dropout,
-            bias=bias,
-            conv_only=conv_only,
-        ),
+        Convolution(spatial_dims, in_channels, out_channels, **settings),
+        Convolution(spatial_dims, out_channels, out_channels, **settings),
     )
 
 
