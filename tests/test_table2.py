@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from monai_onenet.benchmark.flops import paper_flops, real_flops
-from monai_onenet.networks import PRESETS, OneNet, create_onenet
+from monai_onenet.networks import PRESETS, OneNet, create_onenet, paper_channels, preset_depth
 
 # preset, exact parameters (spec), paper-convention GFLOPs (spec's rebuild)
 TABLE2 = [
@@ -61,7 +61,7 @@ def test_every_preset_takes_overrides():
             name,
             in_channels=1,
             out_channels=2,
-            channels=(4, 8, 16, 32, 64, 128)[: int(name[-1]) + 1] if name[-1].isdigit() else (4, 8, 16, 32, 64),
+            channels=paper_channels(preset_depth(name), base=4),
         )
         with torch.no_grad():
             assert net.eval()(torch.randn(1, 1, 32, 32)).shape == (1, 2, 32, 32)

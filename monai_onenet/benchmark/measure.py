@@ -75,12 +75,6 @@ def measure_latency(fn, device: torch.device, warmup: int = 2, repeats: int = 7)
     return statistics.median(times)
 
 
-def _first_tensor(output) -> torch.Tensor:
-    while isinstance(output, (tuple, list)):
-        output = output[0]
-    return output
-
-
 def _training_step(model: nn.Module, x: torch.Tensor) -> None:
     """Forward in train mode (every deep-supervision head), cross-entropy on each head, backward."""
     model.train()

@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Tuple
 import torch.nn as nn
 from monai.networks.nets import BasicUNet
 
-from monai_onenet.networks import PRESETS, OneNet, create_onenet
+from monai_onenet.networks import PRESETS, OneNet, create_onenet, preset_depth
 
 __all__ = ["BenchmarkModel", "benchmark_models", "TABLE2"]
 
@@ -58,7 +58,7 @@ def benchmark_models(quick: bool = False) -> List[BenchmarkModel]:
 
     rows: List[BenchmarkModel] = []
     for name in PRESETS:
-        depth = 5 if name.endswith("_5") else 4
+        depth = preset_depth(name)
         rows.append(
             BenchmarkModel(name, lambda n=name, d=depth: create_onenet(n, channels=widths(d)), (1, 3, size2d, size2d))
         )

@@ -10,6 +10,7 @@ from monai_onenet.networks.nets import (
     onenet_e,
     onenet_ed,
     paper_channels,
+    preset_depth,
     unet_paper,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "onenet_e",
     "onenet_ed",
     "paper_channels",
+    "preset_depth",
     "unet_paper",
 ]

@@ -1,7 +1,15 @@
 from __future__ import annotations
 
 from monai_onenet.networks.nets.onenet import OneNet
-from monai_onenet.networks.nets.presets import PRESETS, create_onenet, onenet_e, onenet_ed, paper_channels, unet_paper
+from monai_onenet.networks.nets.presets import (
+    PRESETS,
+    create_onenet,
+    onenet_e,
+    onenet_ed,
+    paper_channels,
+    preset_depth,
+    unet_paper,
+)
 
 __all__ = [
     "OneNet",
@@ -10,5 +18,6 @@ __all__ = [
     "onenet_e",
     "onenet_ed",
     "paper_channels",
+    "preset_depth",
     "unet_paper",
 ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from functools import partial
+from typing import Any, Dict
 
 from monai_onenet.networks.nets.onenet import OneNet
 
-__all__ = ["PRESETS", "create_onenet", "onenet_e", "onenet_ed", "unet_paper", "paper_channels"]
+__all__ = ["PRESETS", "create_onenet", "preset_depth", "onenet_e", "onenet_ed", "unet_paper", "paper_channels"]
 
 
 def paper_channels(depth: int, base: int = 64) -> tuple[int, ...]:
@@ -64,17 +65,28 @@ def unet_paper(
     return _preset("conv", "conv", depth, spatial_dims, in_channels, out_channels, **kwargs)
 
 
-PRESETS: Dict[str, Callable[..., OneNet]] = {
-    "unet_4": lambda **kw: unet_paper(4, **kw),
-    "unet_5": lambda **kw: unet_paper(5, **kw),
-    "onenet_e_4": lambda **kw: onenet_e(4, **kw),
-    "onenet_e_5": lambda **kw: onenet_e(5, **kw),
-    "onenet_ed_4": lambda **kw: onenet_ed(4, **kw),
-    "onenet_ed_5": lambda **kw: onenet_ed(5, **kw),
-    "onenet_ed_4_none": lambda **kw: onenet_ed(4, **{"spatial_mixing": "none", **kw}),
-    "onenet_ed_4_oriented": lambda **kw: onenet_ed(4, **{"spatial_mixing": "oriented", "mixing_kernel_size": 7, **kw}),
+PRESETS: Dict[str, partial] = {
+    "unet_4": partial(unet_paper, 4),
+    "unet_5": partial(unet_paper, 5),
+    "onenet_e_4": partial(onenet_e, 4),
+    "onenet_e_5": partial(onenet_e, 5),
+    "onenet_ed_4": partial(onenet_ed, 4),
+    "onenet_ed_5": partial(onenet_ed, 5),
+    "onenet_ed_4_none": partial(onenet_ed, 4, spatial_mixing="none"),
+    "onenet_ed_4_oriented": partial(onenet_ed, 4, spatial_mixing="oriented", mixing_kernel_size=7),
 }
 """Preset name -> factory taking :class:`OneNet` keyword overrides (``spatial_dims``, ``in_channels``, ...)."""
+
+
+def preset_depth(name: str) -> int:
+    """Number of downsamplings of a preset, e.g. 4 for ``"onenet_ed_4_oriented"``."""
+    return int(_lookup(name).args[0])
+
+
+def _lookup(name: str) -> partial:
+    if name not in PRESETS:
+        raise ValueError(f"Unknown OneNet preset {name!r}; available: {', '.join(PRESETS)}.")
+    return PRESETS[name]
 
 
 def create_onenet(name: str, **kwargs: Any) -> OneNet:
@@ -82,6 +94,4 @@ def create_onenet(name: str, **kwargs: Any) -> OneNet:
 
     Bundle configs can use it as ``{"_target_": "monai_onenet.networks.create_onenet", "name": "onenet_ed_4", ...}``.
     """
-    if name not in PRESETS:
-        raise ValueError(f"Unknown OneNet preset {name!r}; available: {', '.join(PRESETS)}.")
-    return PRESETS[name](**kwargs)
+    return _lookup(name)(**kwargs)
