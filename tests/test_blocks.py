@@ -5,6 +5,7 @@ import torch
 from monai.networks.utils import pixelshuffle, pixelunshuffle
 
 from monai_onenet.networks.blocks import (
+    ChannelConvStack,
     OrientedConv,
     SequenceConv,
     channels_to_space,
@@ -102,3 +103,29 @@ def test_even_kernel_is_rejected(kernel_size):
         SequenceConv(8, kernel_size)
     with pytest.raises(ValueError, match="odd kernel_size"):
         OrientedConv(2, 8, kernel_size)
+
+
+@pytest.mark.parametrize("spatial_dims, widths", [(2, (3, 8, 8)), (3, (4, 8, 16, 8)), (1, (5, 6))])
+@pytest.mark.parametrize("grad", [False, True])
+def test_channel_conv_stack_folds_norms_exactly_in_eval(spatial_dims, widths, grad):
+    torch.manual_seed(0)
+    stack = ChannelConvStack(spatial_dims, widths, act=("relu", {"inplace": True}), norm="batch")
+    for module in stack.modules():  # trained-looking statistics, so that folding has something to fold
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.normal_()
+            module.bias.data.normal_()
+    stack.eval()
+    x = torch.randn(2, widths[0], *([8] * spatial_dims))
+    with torch.set_grad_enabled(grad):
+        folded = stack(x.clone())
+        stack.fast_path = False
+        plain = stack(x.clone())
+    torch.testing.assert_close(folded, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_channel_conv_stack_without_batch_norm_runs_as_written():
+    stack = ChannelConvStack(2, (3, 8, 8), act="relu", norm="instance")
+    assert not stack.folds_norms
+    assert stack.eval()(torch.randn(1, 3, 8, 8)).shape == (1, 8, 8, 8)

@@ -173,3 +173,22 @@ def test_deep_supervision_output_feeds_monai_loss():
     loss = loss_fn(net(torch.randn(2, 1, 16, 16)), label)
     loss.backward()
     assert torch.isfinite(loss) and net.auxiliary_heads[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_fast_paths_compute_the_model_as_written(spatial_dims):
+    from monai_onenet.benchmark.flops import module_by_module
+
+    torch.manual_seed(0)
+    net = OneNet(spatial_dims, 1, 3, channels=(8, 16, 32))
+    for module in net.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    x = torch.randn(2, 1, *([16] * spatial_dims))
+    with torch.no_grad():
+        fast = net(x)
+        with module_by_module(net):
+            written = net(x)
+    torch.testing.assert_close(fast, written, rtol=1e-5, atol=1e-5)

@@ -43,9 +43,9 @@ def test_paper_flops_agree_with_torchinfo(mixing):
         2, 3, 4, channels=(8, 16, 32, 64), spatial_mixing=mixing, deep_supervision=True, encoder="1d", decoder="conv"
     )
     x = torch.randn(1, 3, 64, 64)
-    from monai_onenet.benchmark.flops import reference_sequence_conv
+    from monai_onenet.benchmark.flops import module_by_module
 
-    with reference_sequence_conv(net):
+    with module_by_module(net):
         stats = torchinfo.summary(net.eval(), input_data=x, verbose=0)
     assert paper_flops(net, x) == 2 * stats.total_mult_adds
 

@@ -19,7 +19,14 @@ import torch
 from tqdm import tqdm
 
 from monai_onenet.benchmark.flops import paper_flops, real_flops
-from monai_onenet.benchmark.measure import ALLOCATOR_ENV, measure, measure_onnxruntime
+from monai_onenet.benchmark.measure import (
+    ALLOCATOR_ENV,
+    ONNXRUNTIME_SUFFIX,
+    inference_runner,
+    measure_latencies,
+    measure_memory,
+    onnxruntime_runner,
+)
 from monai_onenet.benchmark.models import TABLE2, benchmark_models
 
 BASELINE = "unet_4"
@@ -42,15 +49,15 @@ def _parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         "--in-process",
         action="store_true",
-        help="measure in this process: faster, but heap reuse between models makes peak memory unreliable.",
+        help="measure in this process: faster, but heap reuse between models makes the RSS figures unreliable.",
     )
     return parser.parse_args(argv)
 
 
-def _measure_isolated(name: str, what: str, args: argparse.Namespace, device: str) -> Dict[str, float]:
+def _isolated(request: Dict[str, Any], args: argparse.Namespace, device: str) -> Dict[str, float]:
+    """Run one measurement request in a fresh process with the fixed allocator settings."""
     request = {
-        "model": name,
-        "what": what,
+        **request,
         "quick": args.quick,
         "threads": args.threads,
         "device": device,
@@ -66,8 +73,22 @@ def _measure_isolated(name: str, what: str, args: argparse.Namespace, device: st
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"measuring {name} ({what}) failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"measuring {request} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _in_process(request: Dict[str, Any], args: argparse.Namespace, device: str) -> Dict[str, float]:
+    specs = {m.name: m for m in benchmark_models(args.quick)}
+    torch_device = torch.device(device)
+    if request["what"] != "latency":
+        spec = specs[request["model"]]
+        return measure_memory(spec.build(), spec.input_shape, torch_device, request["what"])
+    runners = {n: inference_runner(specs[n].build(), specs[n].input_shape, torch_device) for n in request["models"]}
+    for name in request["onnxruntime"]:
+        runners[name + ONNXRUNTIME_SUFFIX] = onnxruntime_runner(
+            specs[name].build(), specs[name].input_shape, args.threads
+        )
+    return measure_latencies(runners, torch_device, 2, args.repeats)
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
@@ -77,42 +98,49 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     args.threads = args.threads or torch.get_num_threads()
     args.repeats = args.repeats or (2 if args.quick else 7)
     torch.set_num_threads(args.threads)
-    isolated = not args.in_process
+    measure_request = _in_process if args.in_process else _isolated
     models = benchmark_models(args.quick)
     if args.models:
         unknown = set(args.models) - {m.name for m in models}
         if unknown:
             raise SystemExit(f"unknown model(s) {sorted(unknown)}; choose from {[m.name for m in models]}")
         models = [m for m in models if m.name in args.models or m.name in (BASELINE, BASELINE_3D)]
-    onnx_available = device == "cpu" and _has_onnxruntime()
-    rows: List[Dict[str, Any]] = []
-    for spec in tqdm(models, desc="benchmark", unit="model", file=sys.stderr):
-        net = spec.build()
-        x = torch.randn(*spec.input_shape)
-        row: Dict[str, Any] = {
-            "model": spec.name,
-            "input": list(spec.input_shape),
-            "params": sum(p.numel() for p in net.parameters()),
-            "gflops_paper": paper_flops(net, x) / 1e9,
-            "gflops": real_flops(net, x) / 1e9,
-        }
-        if isolated:
+    onnx_rows = [ONNX_ROW] if device == "cpu" and _has_onnxruntime() and ONNX_ROW in [m.name for m in models] else []
+    # Models that share an input are timed together, interleaved, so that their ratios are robust to drift.
+    groups: Dict[tuple, List[str]] = {}
+    for spec in models:
+        groups.setdefault(spec.input_shape, []).append(spec.name)
+
+    rows: Dict[str, Dict[str, Any]] = {}
+    with tqdm(total=len(models) + len(groups), desc="benchmark", unit="step", file=sys.stderr) as progress:
+        for spec in models:
+            net = spec.build()
+            x = torch.randn(*spec.input_shape)
+            row: Dict[str, Any] = {
+                "model": spec.name,
+                "input": list(spec.input_shape),
+                "params": sum(p.numel() for p in net.parameters()),
+                "gflops_paper": paper_flops(net, x) / 1e9,
+                "gflops": real_flops(net, x) / 1e9,
+                "note": spec.note,
+            }
             del net
-            row.update(_measure_isolated(spec.name, "infer", args, device))
-            row.update(_measure_isolated(spec.name, "train", args, device))
-        else:
-            row.update(measure(net, spec.input_shape, torch.device(device), args.repeats))
-        if spec.name == ONNX_ROW and onnx_available:
-            row["latency_onnxruntime_ms"] = (
-                _measure_isolated(spec.name, "onnxruntime", args, device)["latency_ms"]
-                if isolated
-                else measure_onnxruntime(spec.build(), spec.input_shape, args.threads, args.repeats)
-            )
-        row["note"] = spec.note
-        rows.append(row)
-    baseline = next(r for r in rows if r["model"] == BASELINE)
-    baseline_3d = next((r for r in rows if r["model"] == BASELINE_3D), None)
-    for row in rows:
+            for phase in ("infer", "train"):
+                row.update(measure_request({"what": phase, "model": spec.name}, args, device))
+            rows[spec.name] = row
+            progress.update()
+        for names in groups.values():
+            request = {"what": "latency", "models": names, "onnxruntime": [n for n in onnx_rows if n in names]}
+            for name, latency in measure_request(request, args, device).items():
+                if name.endswith(ONNXRUNTIME_SUFFIX):
+                    rows[name[: -len(ONNXRUNTIME_SUFFIX)]]["latency_onnxruntime_ms"] = latency
+                else:
+                    rows[name]["latency_ms"] = latency
+            progress.update()
+
+    baseline = rows[BASELINE]
+    baseline_3d = rows.get(BASELINE_3D)
+    for row in rows.values():
         same_input = row["input"] == baseline["input"]
         row["latency_ratio_vs_unet4"] = row["latency_ms"] / baseline["latency_ms"] if same_input else None
         row["infer_mem_ratio_vs_unet4"] = (
@@ -120,7 +148,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         )
         if baseline_3d is not None and row["input"] == baseline_3d["input"]:
             row["latency_ratio_vs_basicunet_3d"] = row["latency_ms"] / baseline_3d["latency_ms"]
-    return {"device": device, "threads": args.threads, "quick": args.quick, "rows": rows}
+    return {"device": device, "threads": args.threads, "quick": args.quick, "rows": list(rows.values())}
 
 
 def _has_onnxruntime() -> bool:

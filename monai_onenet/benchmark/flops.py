@@ -10,23 +10,26 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from monai_onenet.networks.blocks import SequenceConv
-
-__all__ = ["paper_flops", "real_flops", "reference_sequence_conv"]
+__all__ = ["module_by_module", "paper_flops", "real_flops"]
 
 
 @contextlib.contextmanager
-def reference_sequence_conv(model: nn.Module) -> Iterator[None]:
-    """Run every :class:`SequenceConv` in its straightforward ``Conv1d`` form while the context is open."""
-    blocks = [m for m in model.modules() if isinstance(m, SequenceConv)]
-    previous = [b.reference for b in blocks]
+def module_by_module(model: nn.Module) -> Iterator[None]:
+    """Switch off every block's ``fast_path`` while the context is open.
+
+    The fast paths compute the same function differently: the spatial conv in block form (with zero taps) and
+    eval-mode norms folded into the next convolution (so those modules are never called). Counting runs the
+    model as written, module by module: the spatial conv as the authors' ``Conv1d``, every norm as itself.
+    """
+    blocks = [m for m in model.modules() if hasattr(m, "fast_path")]
+    previous = [b.fast_path for b in blocks]
     for block in blocks:
-        block.reference = True
+        block.fast_path = False
     try:
         yield
     finally:
         for block, flag in zip(blocks, previous):
-            block.reference = flag
+            block.fast_path = flag
 
 
 def _torchinfo_mult_adds(module: nn.Module, output: torch.Tensor) -> int:
@@ -58,7 +61,7 @@ def paper_flops(model: nn.Module, x: torch.Tensor) -> float:
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not any(True for _ in m.children())]
     try:
-        with torch.no_grad(), reference_sequence_conv(model):
+        with torch.no_grad(), module_by_module(model):
             model.eval()(x)
     finally:
         for handle in handles:
@@ -70,10 +73,10 @@ def real_flops(model: nn.Module, x: torch.Tensor) -> float:
     """FLOPs of one eval-mode forward counted by ``torch.utils.flop_counter`` (2 per multiply-add).
 
     Counts convolutions and matrix products as they are executed, transposed convolutions at their true cost;
-    the spatial conv is counted in its ``Conv1d`` form (9 taps per value), the model's arithmetic, not the
-    zero-padded block form that the fast kernel executes.
+    the model runs module by module (:func:`module_by_module`), so the spatial conv counts 9 taps per value, the
+    model's arithmetic, not the zero taps of its block form.
     """
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), reference_sequence_conv(model), counter:
+    with torch.no_grad(), module_by_module(model), counter:
         model.eval()(x)
     return float(counter.get_total_flops())

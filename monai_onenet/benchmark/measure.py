@@ -1,27 +1,44 @@
 """Latency and real peak memory of one model, on CPU or CUDA.
 
-CPU peak memory is the rise of the process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``)
-over its resident set before the pass, so weights are excluded and every allocation the pass makes (activations,
-gradients, oneDNN scratch) is included. Run each model in a fresh process with the allocator settings of
-:data:`ALLOCATOR_ENV` so that reruns agree.
+Peak memory is measured two ways, weights excluded in both:
+
+- *live*: the peak of tensor bytes held by PyTorch's allocator during the pass, above what was held before it. On
+  CUDA that is ``max_memory_allocated``; on the CPU it comes from the profiler's memory timeline. It does not
+  depend on the C allocator, so it is the figure to compare models by.
+- *rss*: the rise of the process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) during
+  the first pass in a fresh process. It also counts oneDNN scratch and what glibc keeps after frees. Run each model
+  in a fresh process with the allocator settings of :data:`ALLOCATOR_ENV` so that reruns agree.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import statistics
 import sys
+import tempfile
 import time
-from typing import Dict, List
+import warnings
+from typing import Callable, Dict, List
 
 import torch
 import torch.nn as nn
 
-__all__ = ["ALLOCATOR_ENV", "measure", "measure_latency", "measure_onnxruntime", "peak_memory_mb"]
+__all__ = [
+    "ALLOCATOR_ENV",
+    "ONNXRUNTIME_SUFFIX",
+    "inference_runner",
+    "measure_latencies",
+    "measure_memory",
+    "onnxruntime_runner",
+    "peak_memory_mb",
+    "peak_rss_mb",
+]
 
 # glibc's adaptive mmap threshold moves after large frees, so one model's latency moved from 246 to 443 ms between
 # runs. Fixed thresholds keep large blocks on the heap, reused without page faults, and never trimmed mid-run.
+ONNXRUNTIME_SUFFIX = "@onnxruntime"
 ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(64 * 1024**3)}
 
 
@@ -42,8 +59,18 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def peak_memory_mb(fn, device: torch.device) -> float:
-    """Peak memory (MiB) that ``fn()`` adds on ``device``; NaN where it cannot be measured."""
+def peak_rss_mb(fn: Callable[[], None]) -> float:
+    """Rise of the CPU process's peak resident set (MiB) while ``fn()`` runs; NaN where Linux does not tell."""
+    gc.collect()
+    if not _reset_peak_rss():
+        return float("nan")
+    base = _read_status_kb("VmRSS")
+    fn()
+    return (_read_status_kb("VmHWM") - base) / 1024
+
+
+def peak_memory_mb(fn: Callable[[], None], device: torch.device) -> float:
+    """Peak of live tensor memory (MiB) that ``fn()`` adds on ``device``, above what was allocated before."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -52,27 +79,76 @@ def peak_memory_mb(fn, device: torch.device) -> float:
         fn()
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    if not _reset_peak_rss():
-        return float("nan")
-    base = _read_status_kb("VmRSS")
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        torch.empty(1)  # a first, negligible event: the timeline's first point is then what existed before fn
+        fn()
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # export_memory_timeline is marked deprecated in favour of a CUDA-only API
+        path = os.path.join(folder, "timeline.json")
+        prof.export_memory_timeline(path, device="cpu")
+        with open(path) as timeline:
+            _, sizes = json.load(timeline)
+    totals = [sum(categories) for categories in sizes]
+    return (max(totals) - totals[0]) / 2**20 if totals else 0.0
+
+
+def _timed_ms(fn: Callable[[], None], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
     fn()
-    return (_read_status_kb("VmHWM") - base) / 1024
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1000
 
 
-def measure_latency(fn, device: torch.device, warmup: int = 2, repeats: int = 7) -> float:
-    """Median wall time of ``fn()`` in ms after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times: List[float] = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def measure_latencies(
+    runners: Dict[str, Callable[[], None]], device: torch.device, warmup: int = 2, rounds: int = 7
+) -> Dict[str, float]:
+    """Median wall time (ms) of each runner, timed in interleaved rounds (A, B, C, A, B, C, ...).
+
+    Interleaving makes the ratios between models robust to the machine getting faster or slower during the run
+    (other load, frequency changes), which moved single-model figures by up to 30% on a shared 2-core VM.
+    """
+    for fn in runners.values():
+        for _ in range(warmup):
+            fn()
+    times: Dict[str, List[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, fn in runners.items():
+            times[name].append(_timed_ms(fn, device))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def inference_runner(model: nn.Module, input_shape, device: torch.device) -> Callable[[], None]:
+    """A no-grad eval-mode forward of ``model`` on a fixed random input."""
+    model = model.to(device).eval()
+    x = torch.randn(*input_shape, device=device)
+
+    def infer() -> None:
+        with torch.no_grad():
+            model(x)
+
+    return infer
+
+
+def onnxruntime_runner(model: nn.Module, input_shape, threads: int) -> Callable[[], None]:
+    """``model`` exported to ONNX (opset 17) and run by ONNX Runtime on the CPU with ``threads`` threads."""
+    import onnxruntime
+
+    from monai_onenet.networks import export_onnx
+
+    x = torch.randn(*input_shape)
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_onnx(model, x, os.path.join(folder, "model.onnx"))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    return lambda: session.run(None, feed)
 
 
 def _training_step(model: nn.Module, x: torch.Tensor) -> None:
@@ -88,61 +164,56 @@ def _training_step(model: nn.Module, x: torch.Tensor) -> None:
     loss.backward()
 
 
-def measure(
-    model: nn.Module, input_shape, device: torch.device, repeats: int = 7, warmup: int = 2, what: str = "all"
-) -> Dict[str, float]:
-    """Inference peak memory and latency (``what="infer"``), training-step peak memory (``"train"``), or both."""
+def measure_memory(model: nn.Module, input_shape, device: torch.device, phase: str) -> Dict[str, float]:
+    """Peak memory of one eval-mode forward (``phase="infer"``) or one training step (``"train"``).
+
+    On the CPU both the live-tensor peak and the resident-set rise are reported; the latter only means something
+    for the first pass in a fresh process.
+    """
     torch.manual_seed(0)
     model = model.to(device)
     x = torch.randn(*input_shape, device=device)
+    if phase == "infer":
+        run = inference_runner(model, input_shape, device)
+    elif phase == "train":
+
+        def run() -> None:
+            _training_step(model, x)
+            model.zero_grad(set_to_none=True)
+
+    else:
+        raise ValueError(f"phase must be 'infer' or 'train', got {phase!r}.")
     result: Dict[str, float] = {}
-    if what in ("all", "infer"):
-        model.eval()
-
-        def infer() -> None:
-            with torch.no_grad():
-                model(x)
-
-        result["peak_infer_mb"] = peak_memory_mb(infer, device)
-        result["latency_ms"] = measure_latency(infer, device, warmup, repeats)
-    if what in ("all", "train"):
-        result["peak_train_mb"] = peak_memory_mb(lambda: _training_step(model, x), device)
-        model.zero_grad(set_to_none=True)
+    if device.type == "cpu":
+        result[f"peak_{phase}_rss_mb"] = peak_rss_mb(run)
+    result[f"peak_{phase}_mb"] = peak_memory_mb(run, device)
     return result
 
 
-def measure_onnxruntime(model: nn.Module, input_shape, threads: int, repeats: int = 7, warmup: int = 2) -> float:
-    """Median CPU latency (ms) of ``model`` exported to ONNX (opset 17) and run by ONNX Runtime."""
-    import tempfile
-
-    import onnxruntime
-
-    from monai_onenet.networks import export_onnx
-
-    x = torch.randn(*input_shape)
-    with tempfile.TemporaryDirectory() as folder:
-        path = export_onnx(model, x, f"{folder}/model.onnx")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: x.numpy()}
-    return measure_latency(lambda: session.run(None, feed), torch.device("cpu"), warmup, repeats)
-
-
 def _worker() -> None:
-    """``python -m monai_onenet.benchmark.measure '<json request>'``: measure one model, print JSON."""
+    """``python -m monai_onenet.benchmark.measure '<json request>'``: measure, print JSON.
+
+    Requests: ``{"what": "infer" | "train", "model": name, ...}`` for memory, or ``{"what": "latency",
+    "models": [names], "onnxruntime": [names], ...}`` for interleaved latencies.
+    """
     from monai_onenet.benchmark.models import benchmark_models
 
     request = json.loads(sys.argv[1])
     torch.set_num_threads(request["threads"])
-    spec = {m.name: m for m in benchmark_models(request["quick"])}[request["model"]]
+    specs = {m.name: m for m in benchmark_models(request["quick"])}
     device = torch.device(request["device"])
-    if request["what"] == "onnxruntime":
-        latency = measure_onnxruntime(spec.build(), spec.input_shape, request["threads"], request["repeats"])
-        print(json.dumps({"latency_ms": latency}))
-        return
-    result = measure(spec.build(), spec.input_shape, device, request["repeats"], request["warmup"], request["what"])
+    if request["what"] == "latency":
+        runners = {
+            name: inference_runner(specs[name].build(), specs[name].input_shape, device) for name in request["models"]
+        }
+        for name in request.get("onnxruntime", []):
+            runners[name + ONNXRUNTIME_SUFFIX] = onnxruntime_runner(
+                specs[name].build(), specs[name].input_shape, request["threads"]
+            )
+        result = measure_latencies(runners, device, request["warmup"], request["repeats"])
+    else:
+        spec = specs[request["model"]]
+        result = measure_memory(spec.build(), spec.input_shape, device, request["what"])
     print(json.dumps(result))
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from monai_onenet.networks.blocks.channel_levels import ChannelConv, OneNetDecoderLevel, OneNetEncoderLevel
+from monai_onenet.networks.blocks.channel_levels import (
+    ChannelConv,
+    ChannelConvStack,
+    OneNetDecoderLevel,
+    OneNetEncoderLevel,
+)
 from monai_onenet.networks.blocks.classifier import OneNetClassifier
 from monai_onenet.networks.blocks.conv_levels import UNetDecoderLevel, UNetEncoderLevel, double_conv
 from monai_onenet.networks.blocks.oriented_conv import OrientedConv
@@ -12,6 +17,7 @@ from monai_onenet.networks.blocks.spatial_mixing import SPATIAL_MIXING, get_spat
 
 __all__ = [
     "ChannelConv",
+    "ChannelConvStack",
     "OneNetDecoderLevel",
     "OneNetEncoderLevel",
     "OneNetClassifier",

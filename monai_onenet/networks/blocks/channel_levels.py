@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Sequence
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -11,7 +12,7 @@ from monai.networks.blocks import Convolution
 from monai_onenet.networks.blocks.pixel_shuffle import channels_to_space, space_to_channels
 from monai_onenet.networks.blocks.spatial_mixing import get_spatial_mixing
 
-__all__ = ["ChannelConv", "OneNetEncoderLevel", "OneNetDecoderLevel"]
+__all__ = ["ChannelConv", "ChannelConvStack", "OneNetEncoderLevel", "OneNetDecoderLevel"]
 
 
 class ChannelConv(Convolution):
@@ -53,6 +54,88 @@ class ChannelConv(Convolution):
         )
 
 
+def _norm_as_affine(norm: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``(scale, shift)`` with which an eval-mode batch norm maps ``x`` to ``scale * x + shift``."""
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    shift = -norm.running_mean * scale
+    if norm.weight is not None:
+        scale = scale * norm.weight
+        shift = shift * norm.weight + norm.bias
+    return scale, shift
+
+
+class ChannelConvStack(nn.Sequential):
+    """A chain of :class:`ChannelConv` (``widths[0] -> widths[1] -> ...``).
+
+    In eval mode with batch norm, each norm but the last is folded into the next 1x1 convolution (``W diag(s)``,
+    ``b + W t``), which is exact because a 1x1 convolution is linear per pixel and the norm comes after the
+    activation. The last norm runs as a multiply-add, in place when no gradient is needed and no trace is taken.
+    This removes half of the full-resolution passes over memory that eval-mode OneNet makes. Training and
+    TorchScript run the layers as they are, and so does eval with ``fast_path = False``.
+
+    Args:
+        spatial_dims: number of spatial dimensions.
+        widths: input width, then the output width of each convolution.
+        act: activation type and arguments.
+        norm: feature normalisation type and arguments.
+        dropout: dropout ratio.
+        bias: whether the convolutions have a bias.
+
+    Example::
+
+        >>> stack = ChannelConvStack(2, (3, 16, 16), act="relu", norm="batch")
+        >>> stack.eval()(torch.randn(1, 3, 8, 8)).shape
+        torch.Size([1, 16, 8, 8])
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        widths: Sequence[int],
+        act: str | tuple | None,
+        norm: str | tuple | None,
+        dropout: float | tuple | None = 0.0,
+        bias: bool = True,
+    ):
+        super().__init__(
+            *(
+                ChannelConv(spatial_dims, w_in, w_out, act, norm, dropout, bias)
+                for w_in, w_out in zip(widths, widths[1:])
+            )
+        )
+        norms = [layer.adn._modules.get("N") for layer in self]
+        self.fast_path = True
+        self.folds_norms = all(isinstance(n, nn.modules.batchnorm._BatchNorm) and n.track_running_stats for n in norms)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fast_path and self.folds_norms and not self.training and not torch.jit.is_scripting():
+            return self._folded_forward(x)
+        for layer in self:
+            x = layer(x)
+        return x
+
+    @torch.jit.unused
+    def _folded_forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale: Optional[torch.Tensor] = None
+        shift: Optional[torch.Tensor] = None
+        for layer in self:
+            conv = layer.conv
+            weight, bias = conv.weight, conv.bias
+            if scale is not None and shift is not None:
+                folded_bias = weight.flatten(1) @ shift
+                bias = folded_bias if bias is None else bias + folded_bias
+                weight = weight * scale.view([1, -1] + [1] * (weight.dim() - 2))
+            x = conv._conv_forward(x, weight, bias)
+            act = layer.adn._modules.get("A")
+            if act is not None:
+                x = act(x)
+            scale, shift = _norm_as_affine(layer.adn.N)
+        view = [1, -1] + [1] * (x.dim() - 2)
+        if torch.is_grad_enabled() or torch.jit.is_tracing():
+            return torch.addcmul(shift.view(view), x, scale.view(view))
+        return x.mul_(scale.view(view)).add_(shift.view(view))
+
+
 class OneNetEncoderLevel(nn.Module):
     """One encoder level of OneNet: pixel-unshuffle, spatial mixing, two channel-wise convs.
 
@@ -83,13 +166,13 @@ class OneNetEncoderLevel(nn.Module):
         super().__init__()
         folded = in_channels * 2**spatial_dims
         self.mixing = get_spatial_mixing(spatial_mixing, spatial_dims, folded, mixing_kernel_size)
-        self.convs = nn.Sequential(
-            ChannelConv(spatial_dims, folded, out_channels, act, norm, dropout, bias),
-            ChannelConv(spatial_dims, out_channels, out_channels, act, norm, dropout, bias),
-        )
+        self.convs = ChannelConvStack(spatial_dims, (folded, out_channels, out_channels), act, norm, dropout, bias)
+
+    def downsample(self, x: torch.Tensor) -> torch.Tensor:
+        return space_to_channels(x, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.convs(self.mixing(space_to_channels(x, 2)))
+        return self.convs(self.mixing(self.downsample(x)))
 
 
 class OneNetDecoderLevel(nn.Module):
@@ -129,13 +212,12 @@ class OneNetDecoderLevel(nn.Module):
             raise ValueError(f"OneNetDecoderLevel needs in_channels divisible by {block}, got {in_channels}.")
         merged = in_channels // block + skip_channels
         self.mixing = get_spatial_mixing(spatial_mixing, spatial_dims, merged, mixing_kernel_size)
-        self.convs = nn.Sequential(
-            ChannelConv(spatial_dims, merged, out_channels, act, norm, dropout, bias),
-            ChannelConv(spatial_dims, out_channels, out_channels, act, norm, dropout, bias),
-        )
+        self.convs = ChannelConvStack(spatial_dims, (merged, out_channels, out_channels), act, norm, dropout, bias)
+
+    def merge(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Pixel-shuffle ``x`` and put the skip before it."""
+        x = channels_to_space(x, 2)
+        return x if skip is None else torch.cat([skip, x], dim=1)
 
     def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
-        x = channels_to_space(x, 2)
-        if skip is not None:
-            x = torch.cat([skip, x], dim=1)
-        return self.convs(self.mixing(x))
+        return self.convs(self.mixing(self.merge(x, skip)))

@@ -30,7 +30,7 @@ def double_conv(
     )
 
 
-class UNetEncoderLevel(nn.Sequential):
+class UNetEncoderLevel(nn.Module):
     """U-Net encoder level: 2x max-pooling, then two 3x3 conv -> norm -> act.
 
     Args:
@@ -54,8 +54,15 @@ class UNetEncoderLevel(nn.Sequential):
         bias: bool = True,
     ):
         super().__init__()
-        self.add_module("pool", Pool[Pool.MAX, spatial_dims](kernel_size=2))
-        self.add_module("convs", double_conv(spatial_dims, in_channels, out_channels, act, norm, dropout, bias))
+        self.pool = Pool[Pool.MAX, spatial_dims](kernel_size=2)
+        self.mixing = nn.Identity()  # the stages match OneNet's levels: downsample, mixing, convs
+        self.convs = double_conv(spatial_dims, in_channels, out_channels, act, norm, dropout, bias)
+
+    def downsample(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(self.downsample(x))
 
 
 class UNetDecoderLevel(nn.Module):
@@ -87,13 +94,16 @@ class UNetDecoderLevel(nn.Module):
     ):
         super().__init__()
         self.upsample = Conv[Conv.CONVTRANS, spatial_dims](in_channels, out_channels, kernel_size=2, stride=2)
+        self.mixing = nn.Identity()  # the stages match OneNet's levels: merge, mixing, convs
         top = skip_channels == 0
         self.convs = double_conv(
             spatial_dims, out_channels + skip_channels, out_channels, act, norm, dropout, bias, conv_only=top
         )
 
-    def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def merge(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Upsample ``x`` and put the skip before it."""
         x = self.upsample(x)
-        if skip is not None:
-            x = torch.cat([skip, x], dim=1)
-        return self.convs(x)
+        return x if skip is None else torch.cat([skip, x], dim=1)
+
+    def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.convs(self.merge(x, skip))

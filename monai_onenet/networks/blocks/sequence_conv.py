@@ -56,7 +56,7 @@ class SequenceConv(nn.Module):
     polyphase form: the sequence is cut into blocks of ``b`` values (``b`` divides the channel count) and the
     9-tap filter becomes a ``b -> b`` convolution of kernel 3 over blocks, on a channels-last view of the input
     (no copy), followed by an exact fix of the ``k // 2`` reflect-padded values at each end. Outputs match
-    :func:`sequence_conv_reference` to float rounding. Set ``reference = True`` to run the straightforward form
+    :func:`sequence_conv_reference` to float rounding. Set ``fast_path = False`` to run the straightforward form
     (the FLOP counter does, so that it counts the model's arithmetic, not the block form's zero taps).
 
     Args:
@@ -78,7 +78,7 @@ class SequenceConv(nn.Module):
         self.conv = nn.Conv1d(1, 1, kernel_size)
         self.pad = kernel_size // 2
         self.block = _block_size(channels, self.pad)
-        self.reference = False
+        self.fast_path = True
         self.act = nn.Identity() if act is None else get_act_layer(act)
         # Slot (out, in, shift) of the block-form kernel holds tap `tap_index` of the filter (index k: a zero).
         index = torch.full((max(self.block, 1), max(self.block, 1), 3), kernel_size, dtype=torch.long)
@@ -108,7 +108,7 @@ class SequenceConv(nn.Module):
         return _unflatten(out, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fast = not self.reference and self.block > 0 and x.shape[1] % self.block == 0
+        fast = self.fast_path and self.block > 0 and x.shape[1] % self.block == 0
         if fast and x[0].numel() >= 2 * self.pad + self.block:
             return self.act(self._block_form(x))
         # The authors' form, through the Conv1d module itself so that module hooks (torchinfo) see it.

@@ -11,7 +11,7 @@ from monai.networks.layers.factories import Conv
 
 from monai_onenet.networks.blocks import (
     SPATIAL_MIXING,
-    ChannelConv,
+    ChannelConvStack,
     OneNetClassifier,
     OneNetDecoderLevel,
     OneNetEncoderLevel,
@@ -120,11 +120,7 @@ class OneNet(nn.Module):
         mixing = {"spatial_mixing": spatial_mixing, "mixing_kernel_size": mixing_kernel_size}
 
         if encoder == "1d":
-            self.stem = nn.Sequential(
-                ChannelConv(spatial_dims, in_channels, widths[0], **common),
-                ChannelConv(spatial_dims, widths[0], widths[0], **common),
-                ChannelConv(spatial_dims, widths[0], widths[0], **common),
-            )
+            self.stem = ChannelConvStack(spatial_dims, (in_channels, widths[0], widths[0], widths[0]), **common)
             self.encoder_levels = nn.ModuleList(
                 OneNetEncoderLevel(spatial_dims, widths[i], widths[i + 1], **mixing, **common) for i in range(depth)
             )
@@ -138,7 +134,9 @@ class OneNet(nn.Module):
         decoder_levels: List[nn.Module] = []
         if decoder == "1d":
             # Each level outputs block * (width of the next skip), so that pixel-shuffle yields exactly that width.
-            self.bottleneck: nn.Module = ChannelConv(spatial_dims, widths[depth], block * widths[depth - 1], **common)
+            self.bottleneck: nn.Module = ChannelConvStack(
+                spatial_dims, (widths[depth], block * widths[depth - 1]), **common
+            )
             for level in range(depth, 1, -1):
                 decoder_levels.append(
                     OneNetDecoderLevel(
@@ -219,26 +217,35 @@ class OneNet(nn.Module):
             # ONNX export (a trace) cannot express channels_last_3d; the layout is a speed choice only.
             x = x.contiguous(memory_format=torch.channels_last_3d)
 
+        # Levels run stage by stage, one statement each: rebinding x frees every stage's input as soon as the next
+        # stage has its output, instead of when the whole level returns. This sets the eval-mode peak memory.
         skips: List[torch.Tensor] = []
         x = self.stem(x)
         for level in self.encoder_levels:
-            x = level(x)
+            x = level.downsample(x)
+            x = level.mixing(x)
+            x = level.convs(x)
             skips.append(x)
         class_logits: Optional[torch.Tensor] = None
         if self.classifier is not None:
             class_logits = self.classifier(x)
 
+        skips.pop()  # the deepest features are x itself, not a skip; each skip is dropped once used
         x = self.bottleneck(x)
+        supervise = self.training and self.auxiliary_heads is not None
         features: List[torch.Tensor] = []
-        last = len(skips) - 1
-        for j, level in enumerate(self.decoder_levels):
-            skip: Optional[torch.Tensor] = skips[last - 1 - j] if j < last else None
-            x = level(x, skip)
-            features.append(x)
+        for level in self.decoder_levels:
+            skip: Optional[torch.Tensor] = skips.pop() if len(skips) > 0 else None
+            x = level.merge(x, skip)
+            skip = None
+            x = level.mixing(x)
+            x = level.convs(x)
+            if supervise:
+                features.append(x)
 
         top = self.head(x)
         segmentation: SegmentationOutput = top
-        if self.training and self.auxiliary_heads is not None:
+        if supervise and self.auxiliary_heads is not None:
             outputs: List[torch.Tensor] = [top]
             for j, aux_head in enumerate(self.auxiliary_heads):
                 outputs.append(aux_head(features[len(features) - 2 - j]))
