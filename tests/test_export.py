@@ -42,3 +42,19 @@ def test_check_onnx_detects_a_different_model(tmp_path):
     other = OneNet(2, 1, 2, channels=(8, 16))
     with pytest.raises(AssertionError, match="differs from torch"):
         check_onnx(other, path, example, atol=1e-6)
+
+
+def test_onnx_export_keeps_the_authors_spatial_conv(tmp_path):
+    import onnx
+
+    net = OneNet(2, 1, 2, channels=(8, 16, 32))
+    path = export_onnx(net, torch.randn(1, 1, 32, 32), tmp_path / "net.onnx")
+    ops = {node.op_type for node in onnx.load(path).graph.node}
+    # the one-channel Conv1d runs fast in ONNX Runtime; the eager block form's slice writes would become ScatterND
+    assert "ScatterND" not in ops
+    one_channel_convs = [
+        node
+        for node in onnx.load(path).graph.node
+        if node.op_type == "Conv" and any(a.name == "kernel_shape" and list(a.ints) == [9] for a in node.attribute)
+    ]
+    assert len(one_channel_convs) == 4  # one per 1D level: 2 encoder levels, 2 decoder levels (top included)
