@@ -33,9 +33,9 @@ class BenchmarkModel:
     note: str = ""
 
 
-def _unet_nchw(**kwargs: object) -> OneNet:
-    net = create_onenet("unet_4", **kwargs)
-    net.channels_last = False  # as PyTorch and MONAI run a U-Net by default
+def _build_2d(name: str, widths: Callable[[int], tuple], channels_last: bool = True) -> OneNet:
+    net = create_onenet(name, channels=widths(preset_depth(name)))
+    net.channels_last = channels_last
     return net
 
 
@@ -56,19 +56,26 @@ def benchmark_models(quick: bool = False) -> List[BenchmarkModel]:
     def widths(depth: int, base: int = 64) -> tuple:
         return tuple(max(base // shrink, 2) * 2**i for i in range(depth + 1))
 
+    shape2d = (1, 3, size2d, size2d)
     rows: List[BenchmarkModel] = []
     for name in PRESETS:
-        depth = preset_depth(name)
+        # The U-Net baselines run as PyTorch and MONAI run a U-Net, in the default NCHW layout; OneNet channels-last.
+        is_unet = name.startswith("unet")
         rows.append(
-            BenchmarkModel(name, lambda n=name, d=depth: create_onenet(n, channels=widths(d)), (1, 3, size2d, size2d))
+            BenchmarkModel(
+                name,
+                lambda n=name, cl=not is_unet: _build_2d(n, widths, cl),
+                shape2d,
+                "NCHW, PyTorch's default layout" if is_unet else "",
+            )
         )
     rows.insert(
         1,
         BenchmarkModel(
-            "unet_4_nchw",
-            lambda: _unet_nchw(channels=widths(4)),
-            (1, 3, size2d, size2d),
-            "U-Net_4 in PyTorch's default NCHW layout",
+            "unet_4_channels_last",
+            lambda: _build_2d("unet_4", widths),
+            shape2d,
+            "U-Net_4 in the channels-last layout OneNet uses",
         ),
     )
     features3d = tuple(max(f // shrink, 2) for f in (32, 32, 64, 128, 256, 32))
