@@ -58,3 +58,14 @@ def test_onnx_export_keeps_the_authors_spatial_conv(tmp_path):
         if node.op_type == "Conv" and any(a.name == "kernel_shape" and list(a.ints) == [9] for a in node.attribute)
     ]
     assert len(one_channel_convs) == 4  # one per 1D level: 2 encoder levels, 2 decoder levels (top included)
+
+
+def test_onnx_exports_the_classification_head(tmp_path):
+    import onnx
+
+    torch.manual_seed(0)
+    net = OneNet(2, 1, 2, channels=(8, 16, 32), num_classes=3)
+    example = torch.randn(2, 1, 32, 32)
+    path = export_onnx(net, example, tmp_path / "net.onnx")
+    assert [output.name for output in onnx.load(path).graph.output] == ["logits", "class_logits"]
+    assert check_onnx(net, path, example, atol=1e-4) <= 1e-4

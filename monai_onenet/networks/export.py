@@ -9,11 +9,20 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["export_onnx", "check_onnx"]
+__all__ = ["export_onnx", "check_onnx", "OUTPUT_NAMES"]
+
+OUTPUT_NAMES = ("logits", "class_logits")
+
+
+def _as_tuple(output: torch.Tensor | tuple) -> tuple:
+    return output if isinstance(output, tuple) else (output,)
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike, opset: int = 17) -> str:
-    """Write ``model`` (eval mode, top logits only) to an ONNX file with a dynamic batch axis.
+    """Write ``model`` (eval mode) to an ONNX file with a dynamic batch axis.
+
+    The graph has input ``image`` and output ``logits`` (the top segmentation head), plus ``class_logits`` when the
+    model has a classification head.
 
     Uses the TorchScript-based exporter: the dynamo exporter in torch 2.13 emits opset 18 for the reflect ``Pad``
     of the paper's spatial conv and cannot convert it down to 17.
@@ -29,11 +38,16 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
 
     Example::
 
+        >>> import os, tempfile
+        >>> from monai_onenet.networks import OneNet
         >>> net = OneNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(8, 16, 32))
-        >>> export_onnx(net, torch.randn(1, 1, 32, 32), "onenet.onnx")
-        'onenet.onnx'
+        >>> path = os.path.join(tempfile.mkdtemp(), "onenet.onnx")
+        >>> export_onnx(net, torch.randn(1, 1, 32, 32), path) == path
+        True
     """
     model = model.eval()
+    with torch.no_grad():
+        names = OUTPUT_NAMES[: len(_as_tuple(model(example)))]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -43,14 +57,15 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
             opset_version=opset,
             dynamo=False,
             input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            output_names=list(names),
+            dynamic_axes={"image": {0: "batch"}, **{name: {0: "batch"} for name in names}},
         )
     return str(path)
 
 
 def check_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, atol: float = 1e-4) -> float:
-    """Run the ONNX file in ONNX Runtime (CPU) and return the largest absolute difference to eager ``model``.
+    """Run the ONNX file in ONNX Runtime (CPU) and return the largest absolute difference to eager ``model``,
+    over every output.
 
     Raises:
         AssertionError: if the difference exceeds ``atol``.
@@ -58,10 +73,12 @@ def check_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor,
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    onnx_out = session.run(None, {session.get_inputs()[0].name: example.cpu().numpy()})[0]
+    onnx_outputs = session.run(None, {session.get_inputs()[0].name: example.cpu().numpy()})
     with torch.no_grad():
-        torch_out = model.eval()(example).cpu().numpy()
-    diff = float(np.abs(onnx_out - torch_out).max())
+        torch_outputs = _as_tuple(model.eval()(example))
+    if len(onnx_outputs) != len(torch_outputs):
+        raise AssertionError(f"ONNX file has {len(onnx_outputs)} outputs, the model {len(torch_outputs)}.")
+    diff = max(float(np.abs(a - b.cpu().numpy()).max()) for a, b in zip(onnx_outputs, torch_outputs))
     if diff > atol:
         raise AssertionError(f"ONNX Runtime output differs from torch by {diff:.3g} (> {atol}).")
     return diff
