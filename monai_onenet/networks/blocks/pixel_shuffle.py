@@ -1,10 +1,10 @@
 """N-d pixel-unshuffle / pixel-shuffle that keep activations channels-last.
 
 They compute exactly :func:`monai.networks.utils.pixelunshuffle` / :func:`~monai.networks.utils.pixelshuffle`
-(same channel order), but are scriptable and return tensors whose memory is laid out channels-last. 2D inputs go
-through torch's own channels-last kernels; 1D and 3D through an explicit permute. That layout is
+(same channel order), but are scriptable and return tensors whose memory is laid out channels-last. That layout is
 what OneNet's 1D blocks want: the channels-last flattening the paper works on is then a free view, and the
-channel-wise 1x1 convolutions run as plain GEMMs.
+channel-wise 1x1 convolutions run as plain GEMMs. 2D inputs go through torch's own channels-last kernels, 1D and
+3D inputs through an explicit permute.
 """
 
 from __future__ import annotations
