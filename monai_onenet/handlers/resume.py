@@ -1,0 +1,96 @@
+"""Resume an interrupted training from the last epoch checkpoint in its output folder."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+from typing import Dict, Optional
+
+import torch
+from ignite.engine import Engine, Events
+from monai.handlers import CheckpointLoader, CheckpointSaver
+
+__all__ = ["ResumableCheckpoint", "latest_checkpoint", "require_checkpoint"]
+
+_EPOCH = re.compile(r"epoch=(\d+)")
+
+
+def latest_checkpoint(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> Optional[str]:
+    """The checkpoint with the highest epoch number in ``ckpt_dir``, or None."""
+    paths = glob.glob(os.path.join(glob.escape(ckpt_dir), pattern))
+    numbered = [(int(m.group(1)), p) for p in paths if (m := _EPOCH.search(os.path.basename(p)))]
+    return max(numbered)[1] if numbered else None
+
+
+class _BestScore:
+    """The best-model saver's record of its best score, as an object a checkpoint can hold."""
+
+    def __init__(self, saver: CheckpointSaver) -> None:
+        self.saver = saver
+
+    def state_dict(self) -> Dict:
+        # MONAI's CheckpointSaver restores this record (load_state_dict) but only its ignite Checkpoint exports it.
+        return self.saver._key_metric_checkpoint.state_dict()
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.saver.load_state_dict(state)
+
+
+class ResumableCheckpoint:
+    """Save the training state after every epoch and, on ``STARTED``, resume from the latest such checkpoint.
+
+    The trainer itself is added to ``save_dict`` when the handler is attached (a config cannot name the
+    trainer inside its own handler list), so the checkpoint restores epoch and iteration along with the model,
+    optimizer and scheduler: training continues with the next epoch and stops at ``max_epochs``. The
+    checkpoint is written after every other end-of-epoch handler (validation, scheduler step, curves), so it
+    holds the complete state of the finished epoch. Saving is MONAI's ``CheckpointSaver(save_interval=1,
+    n_saved=1)`` (``checkpoint_epoch=N.pt``), loading MONAI's ``CheckpointLoader``. A fresh ``ckpt_dir``
+    starts from scratch.
+
+    Args:
+        ckpt_dir: where the epoch checkpoints are written and looked for.
+        save_dict: objects to save and restore, e.g. ``{"model": net, "optimizer": opt}``.
+        resume: False trains from scratch even when checkpoints exist (they are then overwritten).
+        save: False only resumes (the non-zero ranks of a distributed run, where rank 0 saves).
+        best_saver: the evaluator's best-model ``CheckpointSaver``; its record of the best score is saved
+            and restored too, so that after a restart a worse model does not replace the best one.
+        map_location: passed to ``torch.load``; by default the checkpoint loads onto the CPU and moves with the
+            model, so a CUDA checkpoint resumes on a CPU-only machine.
+    """
+
+    def __init__(self, ckpt_dir: str, save_dict: Dict, resume: bool = True, save: bool = True,
+                 best_saver: Optional[CheckpointSaver] = None, map_location: Optional[object] = None) -> None:
+        self.ckpt_dir = ckpt_dir
+        self.save_dict = dict(save_dict)
+        if best_saver is not None:
+            self.save_dict["best_score"] = _BestScore(best_saver)
+        self.resume = resume
+        self.save = save
+        self.map_location = map_location if map_location is not None else torch.device("cpu")
+
+    def attach(self, engine: Engine) -> None:
+        objects = dict(self.save_dict, trainer=engine)
+        engine.add_event_handler(Events.STARTED, self._resume, objects)
+        if self.save:
+            # Attached when the run starts, i.e. after every handler the trainer was built with.
+            saver = CheckpointSaver(self.ckpt_dir, save_dict=objects, save_interval=1, n_saved=1)
+            engine.add_event_handler(Events.STARTED, lambda _: saver.attach(engine))
+
+    def _resume(self, engine: Engine, objects: Dict) -> None:
+        path = latest_checkpoint(self.ckpt_dir) if self.resume else None
+        if path is None:
+            return
+        CheckpointLoader(load_path=path, load_dict=objects, map_location=self.map_location)(engine)
+        engine.logger.info(f"resumed from {path}: epoch {engine.state.epoch} of {engine.state.max_epochs} done")
+
+
+def require_checkpoint(path: str) -> str:
+    """Return ``path`` if it is a file; otherwise raise a ``FileNotFoundError`` that says how to get one."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"no trained model at {path}. Train first with the same --output_dir (training writes "
+            "<output_dir>/models/model.pt), or pass --ckpt_path to a checkpoint."
+        )
+    return path

@@ -1,0 +1,120 @@
+"""Per-case segmentation metrics and their summary over a dataset.
+
+Definitions (also in the bundles' docs):
+
+* **Dice** and **IoU** per foreground class and case come from MONAI's ``compute_dice`` / ``compute_iou`` with
+  ``ignore_empty=False``: 1 when ground truth and prediction are both empty, 0 when only one is.
+* **mean Dice** / **mIoU**: the mean over foreground classes of the case-averaged Dice / IoU.
+* **cross-entropy**: the voxel-mean of ``-log p(true class)`` under the softmax output, averaged over cases.
+* **mAP@0.5**: for each foreground class, the share of cases in which the class is present (in the ground
+  truth or the prediction) whose IoU exceeds 0.5, i.e. the precision of "found the structure" decisions at
+  the 0.5 IoU threshold; averaged over foreground classes.
+* **regions** (brain tumour): unions of classes (e.g. whole tumour = edema + non-enhancing + enhancing),
+  scored with Dice and IoU like a class.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import torch
+from monai.metrics import compute_dice, compute_iou
+
+__all__ = ["case_metrics", "aggregate_case_metrics"]
+
+
+def _overlap(pred: torch.Tensor, truth: torch.Tensor) -> Dict[str, float]:
+    """Dice, IoU and presence of one binary structure; ``pred`` and ``truth`` are bool ``(*spatial)``."""
+    as_batch = (pred[None, None].float(), truth[None, None].float())
+    return {
+        "dice": float(compute_dice(*as_batch, include_background=True, ignore_empty=False)),
+        "iou": float(compute_iou(*as_batch, include_background=True, ignore_empty=False)),
+        "present": float(bool(pred.any() or truth.any())),
+    }
+
+
+def case_metrics(
+    prob: torch.Tensor,
+    label: torch.Tensor,
+    class_names: Sequence[str],
+    regions: Optional[Mapping[str, Sequence[int]]] = None,
+) -> Dict[str, float]:
+    """All metrics of one case.
+
+    Args:
+        prob: softmax probabilities ``(C, *spatial)``.
+        label: the ground truth, class indices ``(1, *spatial)`` or one-hot ``(C, *spatial)``.
+        class_names: ``C`` names, background first.
+        regions: optional ``{name: class indices}`` scored as unions.
+
+    Returns:
+        A flat dict: ``cross_entropy`` and ``dice/<name>``, ``iou/<name>``, ``present/<name>`` per foreground
+        class and region.
+
+    Example:
+        >>> import torch
+        >>> prob = torch.tensor([[[0.9, 0.2], [0.8, 0.1]], [[0.1, 0.8], [0.2, 0.9]]])
+        >>> metrics = case_metrics(prob, torch.tensor([[[0, 1], [0, 0]]]), ["background", "lesion"])
+        >>> round(metrics["dice/lesion"], 3), round(metrics["iou/lesion"], 3)
+        (0.667, 0.5)
+    """
+    if len(class_names) != prob.shape[0]:
+        raise ValueError(f"{len(class_names)} class names for {prob.shape[0]} output channels.")
+    index = label.argmax(0) if label.shape[0] > 1 else label[0].long()
+    pred = prob.argmax(0)
+    log_prob = torch.log(prob.float().clamp_min(1e-7))
+    metrics = {"cross_entropy": float(-log_prob.gather(0, index[None]).mean())}
+    structures = {name: (c,) for c, name in enumerate(class_names) if c > 0}
+    structures.update(regions or {})
+    for name, classes in structures.items():
+        members = torch.tensor(list(classes), device=index.device)
+        for key, value in _overlap(torch.isin(pred, members), torch.isin(index, members)).items():
+            metrics[f"{key}/{name}"] = value
+    return metrics
+
+
+def _mean(values: List[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+def aggregate_case_metrics(
+    cases: Sequence[Mapping[str, float]], class_names: Sequence[str], regions: Optional[Mapping] = None
+) -> Dict[str, object]:
+    """The dataset summary of :func:`case_metrics` results.
+
+    Returns:
+        ``{"mean_dice", "miou", "map50", "cross_entropy", "dice": {name: ...}, "iou": {...}, "ap50": {...},
+        "regions": {name: {"dice", "iou"}}}``.
+
+    Example:
+        >>> cases = [{"cross_entropy": 0.2, "dice/a": 1.0, "iou/a": 1.0, "present/a": 1.0},
+        ...          {"cross_entropy": 0.4, "dice/a": 0.5, "iou/a": 0.4, "present/a": 1.0}]
+        >>> summary = aggregate_case_metrics(cases, ["background", "a"])
+        >>> summary["mean_dice"], summary["map50"], round(summary["cross_entropy"], 2)
+        (0.75, 0.5, 0.3)
+    """
+    foreground = list(class_names[1:])
+    dice = {name: _mean([case[f"dice/{name}"] for case in cases]) for name in foreground}
+    iou = {name: _mean([case[f"iou/{name}"] for case in cases]) for name in foreground}
+    ap50 = {}
+    for name in foreground:
+        present = [case for case in cases if case[f"present/{name}"]]
+        ap50[name] = _mean([float(case[f"iou/{name}"] > 0.5) for case in present]) if present else float("nan")
+    summary: Dict[str, object] = {
+        "cases": len(cases),
+        "mean_dice": _mean(list(dice.values())),
+        "miou": _mean(list(iou.values())),
+        "map50": _mean(list(ap50.values())),
+        "cross_entropy": _mean([case["cross_entropy"] for case in cases]),
+        "dice": dice,
+        "iou": iou,
+        "ap50": ap50,
+    }
+    if regions:
+        summary["regions"] = {
+            name: {"dice": _mean([c[f"dice/{name}"] for c in cases]), "iou": _mean([c[f"iou/{name}"] for c in cases])}
+            for name in regions
+        }
+    return summary

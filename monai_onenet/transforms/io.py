@@ -1,0 +1,37 @@
+"""Loading that names the file when it cannot be read."""
+
+from __future__ import annotations
+
+from typing import Hashable, Mapping
+
+from monai.transforms import LoadImaged
+
+__all__ = ["LoadVolumed"]
+
+
+class LoadVolumed(LoadImaged):
+    """MONAI's ``LoadImaged``; a corrupt, truncated or unreadable file raises a ``ValueError`` that names it.
+
+    MONAI reports such a file as "applying transform LoadImaged" with the cause deep in the traceback (a
+    gzip ``EOFError`` for a truncated ``.nii.gz``); a user with hundreds of volumes needs the file name.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "broken.nii.gz")
+        >>> _ = open(path, "wb").write(b"not a nifti")
+        >>> LoadVolumed("image")({"image": path})
+        Traceback (most recent call last):
+        ...
+        ValueError: .../broken.nii.gz: cannot be read as an image (...). The file is corrupt or truncated; ...
+    """
+
+    def __call__(self, data: Mapping[Hashable, object], reader=None):
+        try:
+            return super().__call__(data, reader)
+        except Exception as error:
+            files = [str(data[key]) for key in self.key_iterator(dict(data))]
+            cause = error.__cause__ or error
+            raise ValueError(
+                f"{', '.join(files)}: cannot be read as an image ({type(cause).__name__}: {cause}). The file is "
+                "corrupt or truncated; replace or re-download it."
+            ) from error

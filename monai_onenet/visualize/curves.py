@@ -1,0 +1,43 @@
+"""Training loss and validation metric per epoch, as one PNG."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+__all__ = ["save_curves"]
+
+
+def save_curves(history: Sequence[Mapping[str, float]], path: str, metric_name: str = "val_mean_dice") -> str:
+    """Save the loss (left axis) and validation metric (right axis) curves of ``history`` to ``path``.
+
+    Args:
+        history: one dict per epoch with ``epoch``, ``train_loss`` and, on validation epochs, ``metric_name``.
+        path: the PNG to write.
+        metric_name: the key of the validation metric.
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, loss_axis = plt.subplots(figsize=(6, 3.5))
+    epochs = [h["epoch"] for h in history]
+    loss_axis.plot(epochs, [h.get("train_loss") for h in history], color="tab:blue", label="train loss")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("train loss", color="tab:blue")
+    validated = [h for h in history if h.get(metric_name) is not None]
+    if validated:
+        metric_axis = loss_axis.twinx()
+        metric_axis.plot([h["epoch"] for h in validated], [h[metric_name] for h in validated], "o-",
+                         color="tab:red", label=metric_name)
+        metric_axis.set_ylabel(metric_name, color="tab:red")
+        metric_axis.set_ylim(0, 1)
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,77 @@
+"""Slices of an image with the ground truth and the prediction drawn on top."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["pick_slices", "save_overlay"]
+
+
+def pick_slices(label: np.ndarray, count: int = 3) -> list:
+    """Indices along the last axis: the ends and middle of the labelled range (the middle of the volume when
+    nothing is labelled)."""
+    depth = label.shape[-1]
+    labelled = np.flatnonzero(label.reshape(-1, depth).any(0))
+    low, high = (labelled[0], labelled[-1]) if labelled.size else (depth // 2, depth // 2)
+    return sorted({int(round(v)) for v in np.linspace(low, high, count + 2)[1:-1]})
+
+
+def save_overlay(
+    image: torch.Tensor,
+    label: Optional[torch.Tensor],
+    pred: torch.Tensor,
+    path: str,
+    class_names: Sequence[str] = (),
+    count: int = 3,
+    title: str = "",
+) -> str:
+    """Save a PNG of ``count`` axial slices: the first image channel in grey, ground truth outlined in green,
+    the prediction filled in colour.
+
+    Args:
+        image: ``(C, *spatial)``; 2D or 3D (slices along the last axis).
+        label: ground-truth class indices ``(1, *spatial)``, or None (inference).
+        pred: predicted class indices ``(1, *spatial)``.
+        path: the PNG to write; folders are created.
+        class_names: for the legend.
+        count: slices to show for a 3D volume.
+        title: figure title (e.g. the case name and its Dice).
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grey = np.asarray(image[0].detach().float().cpu())
+    pred_np = np.asarray(pred[0].detach().cpu()).astype(np.int64)
+    truth = None if label is None else np.asarray(label[0].detach().cpu()).astype(np.int64)
+    if grey.ndim == 2:
+        grey, pred_np = grey[..., None], pred_np[..., None]
+        truth = None if truth is None else truth[..., None]
+    slices = pick_slices(truth if truth is not None else pred_np, count)
+    figure, axes = plt.subplots(1, len(slices), figsize=(3.2 * len(slices), 3.4), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for axis, z in zip(axes[0], slices):
+        axis.imshow(grey[..., z].T, cmap="gray", origin="lower")
+        mask = np.ma.masked_equal(pred_np[..., z].T, 0)
+        axis.imshow(mask, cmap=colours, vmin=0, vmax=9, alpha=0.45, origin="lower", interpolation="nearest")
+        if truth is not None and truth[..., z].any():
+            axis.contour(truth[..., z].T > 0, levels=[0.5], colors="lime", linewidths=0.8, origin="lower")
+        axis.set_title(f"slice {z}", fontsize=8)
+        axis.axis("off")
+    legend = "fill: prediction" + ("; green outline: ground truth" if truth is not None else "")
+    if class_names:
+        legend += " (" + ", ".join(f"{c}={n}" for c, n in enumerate(class_names) if c) + ")"
+    figure.suptitle(f"{title}\n{legend}" if title else legend, fontsize=8)
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

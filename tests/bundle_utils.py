@@ -1,0 +1,36 @@
+"""Helpers shared by the bundle tests: tiny MSD-layout data and `python -m monai.bundle` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLES = {"heart": REPO / "bundles" / "onenet_heart", "brain": REPO / "bundles" / "onenet_brain"}
+TASKS = {"heart": "Task02_Heart", "brain": "Task01_BrainTumour"}
+SCHEMA = REPO.parent / "shared" / "monai" / "meta_schema_20240725.json"
+# Small enough for CI: 32x32 slices, a narrow OneNet; the wiring is what these tests check.
+TINY = ["--roi_size", "[32,32]", "--network_def#channels", "[8,16,32,64,128]", "--samples_per_volume", "4"]
+
+
+def configs(bundle: str, *names: str) -> str:
+    files = [str(BUNDLES[bundle] / "configs" / name) for name in names]
+    return files[0] if len(files) == 1 else "[" + ",".join(f"'{f}'" for f in files) + "]"
+
+
+def bundle_command(run_id: str, config_file: str, overrides: Sequence[str]) -> List[str]:
+    return [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_file, *overrides]
+
+
+def run_bundle(run_id: str, config_file: str, overrides: Sequence[str], check: bool = True,
+               timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a bundle workflow; on failure the assertion shows the end of its output."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    result = subprocess.run(bundle_command(run_id, config_file, overrides), cwd=REPO, capture_output=True, text=True,
+                            timeout=timeout, env=env)
+    if check:
+        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result
