@@ -9,8 +9,9 @@ from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 __all__ = ["volume_inferer"]
 
 
-def volume_inferer(spatial_dims: int, roi_size: Sequence[int], sw_batch_size: int = 8,
-                   overlap: float = 0.25, mode: str = "gaussian") -> Inferer:
+def volume_inferer(
+    spatial_dims: int, roi_size: Sequence[int], sw_batch_size: int = 8, overlap: float = 0.25, mode: str = "gaussian"
+) -> Inferer:
     """An inferer that runs a ``spatial_dims``-D network over a whole 3D volume.
 
     2D networks (the paper's setting) see axial slices through MONAI's ``SliceInferer`` (slices along the last
@@ -28,8 +29,9 @@ def volume_inferer(spatial_dims: int, roi_size: Sequence[int], sw_batch_size: in
     if spatial_dims == 2:
         if len(roi_size) != 2:
             raise ValueError(f"a 2D network needs a 2D roi_size, got {list(roi_size)}")
-        return SliceInferer(roi_size=roi_size, spatial_dim=2, sw_batch_size=sw_batch_size, overlap=overlap,
-                            mode=mode, progress=False)
+        return SliceInferer(
+            roi_size=roi_size, spatial_dim=2, sw_batch_size=sw_batch_size, overlap=overlap, mode=mode, progress=False
+        )
     if spatial_dims == 3:
         if len(roi_size) != 3:
             raise ValueError(f"a 3D network needs a 3D roi_size, got {list(roi_size)}")

@@ -25,12 +25,19 @@ def bundle_command(run_id: str, config_file: str, overrides: Sequence[str]) -> L
     return [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_file, *overrides]
 
 
-def run_bundle(run_id: str, config_file: str, overrides: Sequence[str], check: bool = True,
-               timeout: int = 600) -> subprocess.CompletedProcess:
+def run_bundle(
+    run_id: str, config_file: str, overrides: Sequence[str], check: bool = True, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run a bundle workflow; on failure the assertion shows the end of its output."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    result = subprocess.run(bundle_command(run_id, config_file, overrides), cwd=REPO, capture_output=True, text=True,
-                            timeout=timeout, env=env)
+    result = subprocess.run(
+        bundle_command(run_id, config_file, overrides),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     if check:
         assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return result

@@ -34,8 +34,9 @@ def trained(request, demo_root, tmp_path_factory):
     """A bundle trained for one epoch on the tiny data (validation every epoch)."""
     bundle = request.param
     output_dir = tmp_path_factory.mktemp(f"run_{bundle}")
-    result = run_bundle("training", configs(bundle, "train.json"),
-                        common(demo_root, output_dir, "--epochs", "2", "--val_interval", "1"))
+    result = run_bundle(
+        "training", configs(bundle, "train.json"), common(demo_root, output_dir, "--epochs", "2", "--val_interval", "1")
+    )
     return bundle, output_dir, result
 
 
@@ -85,9 +86,20 @@ def test_inference_keeps_original_shape_and_affine(trained, demo_root):
 def test_inference_on_a_given_file(trained, demo_root, tmp_path):
     bundle, output_dir, _ = trained
     source = sorted((demo_root / TASKS[bundle] / "imagesTs").glob("*.nii.gz"))[0]
-    run_bundle("inference", configs(bundle, "inference.json"),
-               common(demo_root, output_dir, "--input", str(source), "--output_dir", str(tmp_path),
-                      "--ckpt_path", str(output_dir / "models" / "model.pt")))
+    run_bundle(
+        "inference",
+        configs(bundle, "inference.json"),
+        common(
+            demo_root,
+            output_dir,
+            "--input",
+            str(source),
+            "--output_dir",
+            str(tmp_path),
+            "--ckpt_path",
+            str(output_dir / "models" / "model.pt"),
+        ),
+    )
     assert [p.name for p in (tmp_path / "predictions").iterdir()] == [source.name.replace(".nii.gz", "_seg.nii.gz")]
 
 
@@ -95,10 +107,15 @@ def test_ckpt_export_gives_torchscript_that_predicts_like_the_checkpoint(trained
     bundle, output_dir, _ = trained
     bundle_root = BUNDLES[bundle]
     net_path = tmp_path / "model.ts"
-    ckpt_export(net_id="network_def", filepath=str(net_path), ckpt_file=str(output_dir / "models" / "model.pt"),
-                meta_file=str(bundle_root / "configs" / "metadata.json"),
-                config_file=str(bundle_root / "configs" / "inference.json"), bundle_root=str(bundle_root),
-                **{"network_def#channels": [8, 16, 32, 64, 128]})
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(net_path),
+        ckpt_file=str(output_dir / "models" / "model.pt"),
+        meta_file=str(bundle_root / "configs" / "metadata.json"),
+        config_file=str(bundle_root / "configs" / "inference.json"),
+        bundle_root=str(bundle_root),
+        **{"network_def#channels": [8, 16, 32, 64, 128]},
+    )
     scripted = torch.jit.load(str(net_path)).eval()
     parser = ConfigParser()
     parser.read_config(str(bundle_root / "configs" / "inference.json"))
@@ -113,8 +130,13 @@ def test_ckpt_export_gives_torchscript_that_predicts_like_the_checkpoint(trained
 def test_metadata_and_network_io_verify(bundle):
     configs_dir = BUNDLES[bundle] / "configs"
     verify_metadata(meta_file=str(configs_dir / "metadata.json"), filepath=str(SCHEMA))
-    verify_net_in_out(net_id="network_def", meta_file=str(configs_dir / "metadata.json"),
-                      config_file=str(configs_dir / "inference.json"), n=2, any=16)
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(configs_dir / "metadata.json"),
+        config_file=str(configs_dir / "inference.json"),
+        n=2,
+        any=16,
+    )
 
 
 @pytest.mark.parametrize("bundle", ["heart", "brain"])
@@ -143,9 +165,20 @@ def test_bundles_differ_only_in_task_settings():
 
 
 def test_three_d_patches_train_and_infer(demo_root, tmp_path):
-    overrides = ["--dataset_dir", str(demo_root), "--output_dir", str(tmp_path), "--spatial_dims", "3",
-                 "--roi_size", "[16,16,16]", "--network", "onenet_ed_4_oriented", "--network_def#channels",
-                 "[4,8,16,32,64]"]
+    overrides = [
+        "--dataset_dir",
+        str(demo_root),
+        "--output_dir",
+        str(tmp_path),
+        "--spatial_dims",
+        "3",
+        "--roi_size",
+        "[16,16,16]",
+        "--network",
+        "onenet_ed_4_oriented",
+        "--network_def#channels",
+        "[4,8,16,32,64]",
+    ]
     run_bundle("training", configs("heart", "train.json"), overrides + ["--epochs", "1", "--val_interval", "1"])
     run_bundle("inference", configs("heart", "inference.json"), overrides)
     predictions = sorted((tmp_path / "predictions").glob("*.nii.gz"))
@@ -177,3 +210,33 @@ def test_interrupted_training_resumes_and_ends_like_an_uninterrupted_run(demo_ro
         expected, actual = model_state(straight / "models" / name), model_state(resumed / "models" / name)
         for key in expected:
             torch.testing.assert_close(actual[key], expected[key], msg=f"{name}: {key}")
+
+
+def test_two_process_ddp_training_on_cpu(tmp_path):
+    """`torchrun --nproc_per_node 2` with gloo: the checkpoint it writes loads into a single-process inference."""
+    from monai_onenet.data.demo_msd import write_demo_task
+
+    write_demo_task("Task02_Heart", tmp_path / "data", num_training=10, num_test=1, shape=(32, 32, 8), progress=False)
+    overrides = ["--dataset_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"), *TINY]
+    command = [
+        "torchrun",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        configs("heart", "train.json", "multi_gpu_train.json"),
+        *overrides,
+        "--epochs",
+        "2",
+        "--val_interval",
+        "1",
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    history = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and all(0 <= h["val_mean_dice"] <= 1 for h in history)
+    run_bundle("inference", configs("heart", "inference.json"), overrides)
+    assert len(list((tmp_path / "out" / "predictions").glob("*.nii.gz"))) == 1

@@ -5,5 +5,11 @@ from .resume import ResumableCheckpoint, latest_checkpoint, require_checkpoint
 from .segmentation_report import SegmentationReport
 from .training_curves import TrainingCurves
 
-__all__ = ["ReseedEachEpoch", "ResumableCheckpoint", "SegmentationReport", "TrainingCurves", "latest_checkpoint",
-           "require_checkpoint"]
+__all__ = [
+    "ReseedEachEpoch",
+    "ResumableCheckpoint",
+    "SegmentationReport",
+    "TrainingCurves",
+    "latest_checkpoint",
+    "require_checkpoint",
+]

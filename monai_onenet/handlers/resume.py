@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import logging
 import os
 import re
 from typing import Dict, Optional
@@ -60,8 +59,15 @@ class ResumableCheckpoint:
             model, so a CUDA checkpoint resumes on a CPU-only machine.
     """
 
-    def __init__(self, ckpt_dir: str, save_dict: Dict, resume: bool = True, save: bool = True,
-                 best_saver: Optional[CheckpointSaver] = None, map_location: Optional[object] = None) -> None:
+    def __init__(
+        self,
+        ckpt_dir: str,
+        save_dict: Dict,
+        resume: bool = True,
+        save: bool = True,
+        best_saver: Optional[CheckpointSaver] = None,
+        map_location: Optional[object] = None,
+    ) -> None:
         self.ckpt_dir = ckpt_dir
         self.save_dict = dict(save_dict)
         if best_saver is not None:

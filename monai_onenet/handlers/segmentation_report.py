@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-import torch
 from ignite.engine import Engine, Events
 
 from monai_onenet.metrics import aggregate_case_metrics, case_metrics
@@ -85,9 +84,14 @@ class SegmentationReport:
                 title = f"{row['case']}  Dice " + ", ".join(
                     f"{name} {row[f'dice/{name}']:.3f}" for name in self.class_names[1:]
                 )
-                save_overlay(item[self.image_key], truth, prob.argmax(0, keepdim=True),
-                             os.path.join(self.output_dir, "overlays", f"{row['case']}.png"), self.class_names,
-                             title=title)
+                save_overlay(
+                    item[self.image_key],
+                    truth,
+                    prob.argmax(0, keepdim=True),
+                    os.path.join(self.output_dir, "overlays", f"{row['case']}.png"),
+                    self.class_names,
+                    title=title,
+                )
 
     def _write(self, engine: Engine) -> None:
         if not self.cases:

@@ -86,8 +86,16 @@ def msd_training_augmentation(
     size = patch_size(spatial_dims, roi_size)
     transforms: List[MapTransform] = [
         SpatialPadd(keys, spatial_size=size),
-        RandCropByPosNegLabeld(keys, label_key="label", spatial_size=size, pos=1, neg=1,
-                               num_samples=samples_per_volume, image_key="image", image_threshold=0),
+        RandCropByPosNegLabeld(
+            keys,
+            label_key="label",
+            spatial_size=size,
+            pos=1,
+            neg=1,
+            num_samples=samples_per_volume,
+            image_key="image",
+            image_threshold=0,
+        ),
     ]
     transforms += [RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in flip_axes]
     transforms += [

@@ -32,8 +32,13 @@ def save_curves(history: Sequence[Mapping[str, float]], path: str, metric_name: 
     validated = [h for h in history if h.get(metric_name) is not None]
     if validated:
         metric_axis = loss_axis.twinx()
-        metric_axis.plot([h["epoch"] for h in validated], [h[metric_name] for h in validated], "o-",
-                         color="tab:red", label=metric_name)
+        metric_axis.plot(
+            [h["epoch"] for h in validated],
+            [h[metric_name] for h in validated],
+            "o-",
+            color="tab:red",
+            label=metric_name,
+        )
         metric_axis.set_ylabel(metric_name, color="tab:red")
         metric_axis.set_ylim(0, 1)
     figure.tight_layout()
