@@ -3,5 +3,13 @@
 from .checks import CheckSegmentationPaird
 from .io import LoadVolumed
 from .msd import msd_loading, msd_training_augmentation, patch_size
+from .pet import PetTargetd
 
-__all__ = ["CheckSegmentationPaird", "LoadVolumed", "msd_loading", "msd_training_augmentation", "patch_size"]
+__all__ = [
+    "CheckSegmentationPaird",
+    "LoadVolumed",
+    "PetTargetd",
+    "msd_loading",
+    "msd_training_augmentation",
+    "patch_size",
+]
