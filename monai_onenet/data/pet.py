@@ -1,0 +1,94 @@
+"""Oxford-IIIT Pet as MONAI data dicts, read from the official archives' layout.
+
+``root`` is the folder holding ``images/`` and ``annotations/`` or its parent ``oxford-iiit-pet/`` (as
+torchvision downloads it)::
+
+    images/Abyssinian_1.jpg ...
+    annotations/trimaps/Abyssinian_1.png     1 = pet, 2 = background, 3 = border
+    annotations/list.txt                     "#" header, then: Image CLASS-ID SPECIES BREED-ID
+    annotations/trainval.txt, test.txt       the same columns, one split each
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, List, Union
+
+__all__ = ["PET_TARGETS", "pet_datalist", "find_pet_root", "read_pet_list"]
+
+PathLike = Union[str, os.PathLike]
+PET_TARGETS = ("trimap", "breed")
+# Trimap values to the "trimap" target's classes: background 0, pet 1, border 2.
+TRIMAP_CLASSES = {2: 0, 1: 1, 3: 2}
+
+
+def find_pet_root(root: PathLike) -> Path:
+    """The folder that holds ``images/`` and ``annotations/``: ``root`` itself or ``root/oxford-iiit-pet``."""
+    for candidate in (Path(root), Path(root) / "oxford-iiit-pet"):
+        if (candidate / "images").is_dir() and (candidate / "annotations").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"Oxford-IIIT Pet not found under {Path(root).resolve()}: expected images/ and annotations/ there or in "
+        "oxford-iiit-pet/. Download and unpack images.tar.gz and annotations.tar.gz from "
+        "https://www.robots.ox.ac.uk/~vgg/data/pets/, or generate demo data: "
+        f"`python -m monai_onenet.data.demo_2d --dataset pet --out {root}`."
+    )
+
+
+def read_pet_list(path: Path) -> List[Dict[str, object]]:
+    """Rows of a Pet list file: ``{"name", "class_id" (1..37), "species" (1 cat, 2 dog), "breed_id"}``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: Pet list file not found (it comes with annotations.tar.gz).")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split()
+        try:
+            name, class_id, species, breed_id = fields[0], int(fields[1]), int(fields[2]), int(fields[3])
+        except (IndexError, ValueError) as error:
+            raise ValueError(f"{path}:{number}: expected 'Image CLASS-ID SPECIES BREED-ID', got {line!r}") from error
+        if not 1 <= class_id <= 37 or species not in (1, 2):
+            raise ValueError(f"{path}:{number}: CLASS-ID must be 1..37 and SPECIES 1 or 2, got {line!r}")
+        rows.append({"name": name, "class_id": class_id, "species": species, "breed_id": breed_id})
+    return rows
+
+
+def pet_datalist(root: PathLike, split: str = "trainval") -> List[Dict[str, object]]:
+    """MONAI data dicts for one split of Oxford-IIIT Pet.
+
+    Args:
+        root: see the module docstring.
+        split: ``"trainval"`` or ``"test"`` (the official list files).
+
+    Returns:
+        ``[{"image": jpg, "label": trimap png, "name", "breed": 0..36, "species": 0 cat / 1 dog}, ...]``:
+        zero-based image-level labels; :class:`monai_onenet.transforms.PetTargetd` turns the trimap into the
+        chosen segmentation target.
+
+    Raises:
+        FileNotFoundError: the folder, the list file, an image or a trimap is missing (each named).
+
+    Example:
+        >>> import tempfile
+        >>> from monai_onenet.data.demo_2d import write_demo_pet
+        >>> root = write_demo_pet(tempfile.mkdtemp(), images_per_breed=1, size=32)
+        >>> items = pet_datalist(root, "trainval")
+        >>> sorted(items[0]), items[0]["breed"] in range(37)
+        (['breed', 'image', 'label', 'name', 'species'], True)
+    """
+    if split not in ("trainval", "test"):
+        raise ValueError(f"split must be 'trainval' or 'test', got {split!r}")
+    folder = find_pet_root(root)
+    items, missing = [], []
+    for row in read_pet_list(folder / "annotations" / f"{split}.txt"):
+        image = folder / "images" / f"{row['name']}.jpg"
+        trimap = folder / "annotations" / "trimaps" / f"{row['name']}.png"
+        missing += [str(p) for p in (image, trimap) if not p.is_file()]
+        items.append({"image": str(image), "label": str(trimap), "name": row["name"],
+                      "breed": row["class_id"] - 1, "species": row["species"] - 1})
+    if missing:
+        shown = "\n  ".join(missing[:10]) + ("\n  ..." if len(missing) > 10 else "")
+        raise FileNotFoundError(f"{len(missing)} file(s) listed in {split}.txt do not exist:\n  {shown}")
+    return items
