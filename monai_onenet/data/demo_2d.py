@@ -23,19 +23,54 @@ from PIL import Image
 __all__ = ["PET_BREEDS", "write_demo_pet", "write_demo_voc"]
 
 PathLike = Union[str, os.PathLike]
-_CATS = ("Abyssinian", "Bengal", "Birman", "Bombay", "British_Shorthair", "Egyptian_Mau", "Maine_Coon", "Persian",
-         "Ragdoll", "Russian_Blue", "Siamese", "Sphynx")
-_DOGS = ("american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle", "boxer", "chihuahua",
-         "english_cocker_spaniel", "english_setter", "german_shorthaired", "great_pyrenees", "havanese",
-         "japanese_chin", "keeshond", "leonberger", "miniature_pinscher", "newfoundland", "pomeranian", "pug",
-         "saint_bernard", "samoyed", "scottish_terrier", "shiba_inu", "staffordshire_bull_terrier",
-         "wheaten_terrier", "yorkshire_terrier")
+_CATS = (
+    "Abyssinian",
+    "Bengal",
+    "Birman",
+    "Bombay",
+    "British_Shorthair",
+    "Egyptian_Mau",
+    "Maine_Coon",
+    "Persian",
+    "Ragdoll",
+    "Russian_Blue",
+    "Siamese",
+    "Sphynx",
+)
+_DOGS = (
+    "american_bulldog",
+    "american_pit_bull_terrier",
+    "basset_hound",
+    "beagle",
+    "boxer",
+    "chihuahua",
+    "english_cocker_spaniel",
+    "english_setter",
+    "german_shorthaired",
+    "great_pyrenees",
+    "havanese",
+    "japanese_chin",
+    "keeshond",
+    "leonberger",
+    "miniature_pinscher",
+    "newfoundland",
+    "pomeranian",
+    "pug",
+    "saint_bernard",
+    "samoyed",
+    "scottish_terrier",
+    "shiba_inu",
+    "staffordshire_bull_terrier",
+    "wheaten_terrier",
+    "yorkshire_terrier",
+)
 # The official CLASS-ID order: breed names sorted without regard to case; cats are capitalised.
 PET_BREEDS: Tuple[str, ...] = tuple(sorted(_CATS + _DOGS, key=str.lower))
 
 
-def _blob(rng: np.random.Generator, size: int, kind: int, centre: Tuple[float, float], radius: float
-          ) -> Tuple[np.ndarray, np.ndarray]:
+def _blob(
+    rng: np.random.Generator, size: int, kind: int, centre: Tuple[float, float], radius: float
+) -> Tuple[np.ndarray, np.ndarray]:
     """A mask and a texture for object class ``kind``: lobes = 3 + kind % 5, stripe angle from kind // 5."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     dy, dx = y - centre[0], x - centre[1]
@@ -71,8 +106,9 @@ def _save_jpeg(image: np.ndarray, path: Path) -> None:
     Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path, quality=92)
 
 
-def write_demo_pet(out: PathLike, images_per_breed: int = 6, size: int = 128, test_fraction: float = 0.25,
-                   seed: int = 0) -> Path:
+def write_demo_pet(
+    out: PathLike, images_per_breed: int = 6, size: int = 128, test_fraction: float = 0.25, seed: int = 0
+) -> Path:
     """Write ``out/oxford-iiit-pet`` in the official layout and return it.
 
     Args:
@@ -104,7 +140,9 @@ def write_demo_pet(out: PathLike, images_per_breed: int = 6, size: int = 128, te
             Image.fromarray(trimap).save(root / "annotations" / "trimaps" / f"{name}.png")
             split = "test" if number > images_per_breed - test_count else "trainval"
             rows.append((split, f"{name} {class_id} {species} {breed_id}"))
-    header = "#Image CLASS-ID SPECIES BREED ID\n#ID: 1:37 Class ids\n#SPECIES: 1:Cat 2:Dog\n#BREED ID: 1-25:Dog 1:12:Cat\n"
+    header = (
+        "#Image CLASS-ID SPECIES BREED ID\n#ID: 1:37 Class ids\n#SPECIES: 1:Cat 2:Dog\n#BREED ID: 1-25:Dog 1:12:Cat\n"
+    )
     (root / "annotations" / "list.txt").write_text(header + "\n".join(r for _, r in rows) + "\n")
     for split in ("trainval", "test"):
         (root / "annotations" / f"{split}.txt").write_text("\n".join(r for s, r in rows if s == split) + "\n")
@@ -126,8 +164,9 @@ def _voc_palette() -> List[int]:
     return palette
 
 
-def write_demo_voc(out: PathLike, num_images: int = 120, size: int = 128, val_fraction: float = 0.25,
-                   seed: int = 0) -> Path:
+def write_demo_voc(
+    out: PathLike, num_images: int = 120, size: int = 128, val_fraction: float = 0.25, seed: int = 0
+) -> Path:
     """Write ``out/VOCdevkit/VOC2012`` in the devkit layout and return it.
 
     Each image holds one to three objects of the 20 classes; the palette PNG masks carry the class index and a
@@ -165,7 +204,7 @@ def write_demo_voc(out: PathLike, num_images: int = 120, size: int = 128, val_fr
         mask_image.save(root / "SegmentationClass" / f"{name}.png")
         names.append(name)
     val_count = max(1, round(num_images * val_fraction)) if num_images > 1 else 0
-    splits = {"train": names[: num_images - val_count], "val": names[num_images - val_count:], "trainval": names}
+    splits = {"train": names[: num_images - val_count], "val": names[num_images - val_count :], "trainval": names}
     for split, members in splits.items():
         (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(members) + "\n")
     return root

@@ -69,8 +69,9 @@ def _ellipsoid(coords: Sequence[np.ndarray], centre: Sequence[float], radii: Seq
     return sum(((c - m) / r) ** 2 for c, m, r in zip(coords, centre, radii))
 
 
-def _posed_grid(rng: np.random.Generator, shape: Sequence[int], max_angle: float, scale: Tuple[float, float],
-                shift: float) -> List[np.ndarray]:
+def _posed_grid(
+    rng: np.random.Generator, shape: Sequence[int], max_angle: float, scale: Tuple[float, float], shift: float
+) -> List[np.ndarray]:
     """Coordinates of a randomly rotated (about the last axis), scaled and shifted anatomy."""
     x, y, z = _grid(shape)
     angle = math.radians(rng.uniform(-max_angle, max_angle))
@@ -252,9 +253,15 @@ def _save(volume: np.ndarray, affine: np.ndarray, path: Path, dtype: type) -> No
     nib.save(image, str(path))
 
 
-def write_demo_task(task: str, out: str | os.PathLike, num_training: Optional[int] = None,
-                    num_test: Optional[int] = None, shape: Optional[Sequence[int]] = None, seed: int = 0,
-                    progress: bool = True) -> Path:
+def write_demo_task(
+    task: str,
+    out: str | os.PathLike,
+    num_training: Optional[int] = None,
+    num_test: Optional[int] = None,
+    shape: Optional[Sequence[int]] = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
     """Write one demo MSD task folder under ``out`` and return its path (``out/<task>``).
 
     Args:

@@ -15,6 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import nibabel as nib
 import numpy as np
 
+from .files import require_files
+
 __all__ = [
     "MSDTask",
     "MSD_TASKS",
@@ -128,8 +130,12 @@ def check_msd_dataset(
         raise FileNotFoundError(missing_dataset_message(dataset_dir, task, f"MSD task folder {folder} not found."))
     if not description_file.is_file():
         raise FileNotFoundError(
-            missing_dataset_message(dataset_dir, task, f"{description_file} not found: the task folder is empty "
-                                    "or not in the MSD layout (dataset.json, imagesTr/, labelsTr/).")
+            missing_dataset_message(
+                dataset_dir,
+                task,
+                f"{description_file} not found: the task folder is empty "
+                "or not in the MSD layout (dataset.json, imagesTr/, labelsTr/).",
+            )
         )
     try:
         entries = json.loads(description_file.read_text())[section]
@@ -138,13 +144,11 @@ def check_msd_dataset(
     if not entries:
         raise ValueError(missing_dataset_message(dataset_dir, task, f"{description_file} lists no {section} cases."))
     cases = [entry if isinstance(entry, dict) else {"image": entry} for entry in entries]
-    missing = [str(folder / path) for case in cases for path in case.values() if not (folder / path).is_file()]
-    if missing:
-        shown = "\n  ".join(missing[:10]) + ("\n  ..." if len(missing) > 10 else "")
-        raise FileNotFoundError(
-            f"{description_file} lists {len(missing)} file(s) that do not exist:\n  {shown}\n"
-            "Restore them, or remove their entries from dataset.json."
-        )
+    require_files(
+        (folder / path for case in cases for path in case.values()),
+        str(description_file),
+        "\nRestore them, or remove their entries from dataset.json.",
+    )
     for case in cases:
         image_path = folder / case["image"]
         image_spatial, channels = _split_channels(_nifti_header(image_path))
@@ -208,8 +212,9 @@ def check_nifti_inputs(items: Sequence[Dict[str, str]], in_channels: int) -> int
         try:
             data = np.asanyarray(nib.load(str(path)).dataobj)
         except Exception as error:
-            raise ValueError(f"{path}: the voxel data cannot be read ({error}); the file is truncated or "
-                             "corrupt. Replace it.") from error
+            raise ValueError(
+                f"{path}: the voxel data cannot be read ({error}); the file is truncated or corrupt. Replace it."
+            ) from error
         if not np.isfinite(data).all():
             raise ValueError(f"{path}: contains NaN or infinite values.")
     return len(items)

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Dict, List, Union
 
+from .files import require_files
+
 __all__ = ["PET_TARGETS", "pet_datalist", "find_pet_root", "read_pet_list"]
 
 PathLike = Union[str, os.PathLike]
@@ -81,14 +83,16 @@ def pet_datalist(root: PathLike, split: str = "trainval") -> List[Dict[str, obje
     if split not in ("trainval", "test"):
         raise ValueError(f"split must be 'trainval' or 'test', got {split!r}")
     folder = find_pet_root(root)
-    items, missing = [], []
+    items = []
     for row in read_pet_list(folder / "annotations" / f"{split}.txt"):
-        image = folder / "images" / f"{row['name']}.jpg"
-        trimap = folder / "annotations" / "trimaps" / f"{row['name']}.png"
-        missing += [str(p) for p in (image, trimap) if not p.is_file()]
-        items.append({"image": str(image), "label": str(trimap), "name": row["name"],
-                      "breed": row["class_id"] - 1, "species": row["species"] - 1})
-    if missing:
-        shown = "\n  ".join(missing[:10]) + ("\n  ..." if len(missing) > 10 else "")
-        raise FileNotFoundError(f"{len(missing)} file(s) listed in {split}.txt do not exist:\n  {shown}")
+        items.append(
+            {
+                "image": str(folder / "images" / f"{row['name']}.jpg"),
+                "label": str(folder / "annotations" / "trimaps" / f"{row['name']}.png"),
+                "name": row["name"],
+                "breed": row["class_id"] - 1,
+                "species": row["species"] - 1,
+            }
+        )
+    require_files((item[key] for item in items for key in ("image", "label")), f"{split}.txt")
     return items

@@ -13,13 +13,34 @@ import os
 from pathlib import Path
 from typing import Dict, List, Union
 
+from .files import require_files
+
 __all__ = ["VOC_CLASSES", "VOC_IGNORE", "find_voc_root", "voc_datalist"]
 
 PathLike = Union[str, os.PathLike]
 VOC_IGNORE = 255
 VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 
@@ -58,10 +79,13 @@ def voc_datalist(root: PathLike, split: str = "train") -> List[Dict[str, str]]:
     if not split_file.is_file():
         raise FileNotFoundError(f"{split_file}: VOC split list not found (expected train.txt, val.txt, trainval.txt).")
     names = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
-    items = [{"image": str(folder / "JPEGImages" / f"{n}.jpg"), "label": str(folder / "SegmentationClass" / f"{n}.png"),
-              "name": n} for n in names]
-    missing = [path for item in items for path in (item["image"], item["label"]) if not Path(path).is_file()]
-    if missing:
-        shown = "\n  ".join(missing[:10]) + ("\n  ..." if len(missing) > 10 else "")
-        raise FileNotFoundError(f"{len(missing)} file(s) listed in {split_file.name} do not exist:\n  {shown}")
+    items = [
+        {
+            "image": str(folder / "JPEGImages" / f"{n}.jpg"),
+            "label": str(folder / "SegmentationClass" / f"{n}.png"),
+            "name": n,
+        }
+        for n in names
+    ]
+    require_files((item[key] for item in items for key in ("image", "label")), split_file.name)
     return items
