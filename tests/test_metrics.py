@@ -67,3 +67,11 @@ def test_map50_counts_cases_whose_iou_exceeds_one_half_among_cases_where_the_cla
 def test_case_metrics_rejects_names_that_do_not_match_the_channels():
     with pytest.raises(ValueError, match="2 class names for 3 output channels"):
         case_metrics(torch.rand(3, 2, 2), torch.zeros(1, 2, 2), ["background", "a"])
+
+
+def test_ignored_voxels_count_in_no_metric():
+    truth = torch.tensor([[1, 1, 255], [0, 0, 255]])
+    pred = torch.tensor([[1, 1, 2], [0, 0, 1]])  # wrong only where the truth says "ignore"
+    metrics = case_metrics(_one_hot_prob(pred, 3, 0.9), truth[None], NAMES, ignore_value=255)
+    assert metrics["dice/a"] == 1.0 and metrics["iou/a"] == 1.0 and metrics["present/b"] == 0.0
+    assert metrics["cross_entropy"] == pytest.approx(-math.log(0.9), rel=1e-5)

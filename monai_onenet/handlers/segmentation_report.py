@@ -43,6 +43,7 @@ class SegmentationReport:
         prob_key: key of the softmax probabilities ``(C, *spatial)``.
         label_key: key of the ground truth.
         image_key: key of the image (for the overlays and the case name).
+        ignore_value: a label value no metric counts (e.g. VOC's 255 borders); needs index labels.
     """
 
     def __init__(
@@ -54,12 +55,14 @@ class SegmentationReport:
         prob_key: str = "prob",
         label_key: str = "label",
         image_key: str = "image",
+        ignore_value: Optional[int] = None,
     ) -> None:
         self.output_dir = output_dir
         self.class_names = list(class_names)
         self.regions = dict(regions or {})
         self.overlays = overlays
         self.prob_key, self.label_key, self.image_key = prob_key, label_key, image_key
+        self.ignore_value = ignore_value
         self.cases: List[Dict[str, object]] = []
         self.summary: Dict[str, object] = {}
         self.logger = logging.getLogger(__name__)
@@ -77,7 +80,7 @@ class SegmentationReport:
         for item in output if isinstance(output, list) else [output]:
             prob, label = item[self.prob_key], item[self.label_key]
             row: Dict[str, object] = {"case": _case_name(item)}
-            row.update(case_metrics(prob, label, self.class_names, self.regions))
+            row.update(case_metrics(prob, label, self.class_names, self.regions, self.ignore_value))
             self.cases.append(row)
             if len(self.cases) <= self.overlays:
                 truth = label.argmax(0, keepdim=True) if label.shape[0] > 1 else label

@@ -9,6 +9,7 @@ Definitions (also in the bundles' docs):
 * **mAP@0.5**: for each foreground class, the share of cases in which the class is present (in the ground
   truth or the prediction) whose IoU exceeds 0.5, i.e. the precision of "found the structure" decisions at
   the 0.5 IoU threshold; averaged over foreground classes.
+* **ignored voxels** (``ignore_value``, e.g. VOC's 255 object borders) count in no metric.
 * **regions** (brain tumour): unions of classes (e.g. whole tumour = edema + non-enhancing + enhancing),
   scored with Dice and IoU like a class.
 """
@@ -39,6 +40,7 @@ def case_metrics(
     label: torch.Tensor,
     class_names: Sequence[str],
     regions: Optional[Mapping[str, Sequence[int]]] = None,
+    ignore_value: Optional[int] = None,
 ) -> Dict[str, float]:
     """All metrics of one case.
 
@@ -47,6 +49,7 @@ def case_metrics(
         label: the ground truth, class indices ``(1, *spatial)`` or one-hot ``(C, *spatial)``.
         class_names: ``C`` names, background first.
         regions: optional ``{name: class indices}`` scored as unions.
+        ignore_value: a label value (with index labels) whose voxels no metric counts.
 
     Returns:
         A flat dict: ``cross_entropy`` and ``dice/<name>``, ``iou/<name>``, ``present/<name>`` per foreground
@@ -62,14 +65,16 @@ def case_metrics(
     if len(class_names) != prob.shape[0]:
         raise ValueError(f"{len(class_names)} class names for {prob.shape[0]} output channels.")
     index = label.argmax(0) if label.shape[0] > 1 else label[0].long()
+    valid = torch.ones_like(index, dtype=torch.bool) if ignore_value is None else index != ignore_value
+    index = torch.where(valid, index, torch.zeros_like(index))
     pred = prob.argmax(0)
     log_prob = torch.log(prob.float().clamp_min(1e-7))
-    metrics = {"cross_entropy": float(-log_prob.gather(0, index[None]).mean())}
+    metrics = {"cross_entropy": float(-log_prob.gather(0, index[None])[0][valid].mean())}
     structures = {name: (c,) for c, name in enumerate(class_names) if c > 0}
     structures.update(regions or {})
     for name, classes in structures.items():
         members = torch.tensor(list(classes), device=index.device)
-        for key, value in _overlap(torch.isin(pred, members), torch.isin(index, members)).items():
+        for key, value in _overlap(torch.isin(pred, members) & valid, torch.isin(index, members) & valid).items():
             metrics[f"{key}/{name}"] = value
     return metrics
 
