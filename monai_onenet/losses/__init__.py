@@ -1,0 +1,5 @@
+"""Losses MONAI does not have."""
+
+from .ignore_value import IgnoreValueDiceCELoss
+
+__all__ = ["IgnoreValueDiceCELoss"]
