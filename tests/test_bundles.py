@@ -242,3 +242,38 @@ def test_two_process_ddp_training_on_cpu(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2] and all(0 <= h["val_mean_dice"] <= 1 for h in history)
     run_bundle("inference", configs("heart", "inference.json"), overrides)
     assert len(list((tmp_path / "out" / "predictions").glob("*.nii.gz"))) == 1
+
+
+def test_download_true_fetches_the_task_through_decathlon_dataset(tmp_path, monkeypatch):
+    """`--download True` goes through MONAI's own DecathlonDataset download; the network is replaced by a
+    function that writes the task where the real archive would unpack."""
+    from monai.apps import datasets
+    from monai.bundle import ConfigWorkflow
+
+    from monai_onenet.data.demo_msd import write_demo_task
+
+    fetched = []
+
+    def fake_download_and_extract(url, filepath, output_dir, hash_val=None, **kwargs):
+        fetched.append(url)
+        write_demo_task("Task02_Heart", output_dir, num_training=6, num_test=1, shape=(32, 32, 8), progress=False)
+
+    monkeypatch.setattr(datasets, "download_and_extract", fake_download_and_extract)
+    workflow = ConfigWorkflow(
+        config_file=configs("heart", "train.json"),
+        workflow_type="train",
+        run_id="training",
+        dataset_dir=str(tmp_path / "data"),
+        output_dir=str(tmp_path / "out"),
+        download=True,
+        epochs=1,
+        val_interval=1,
+        roi_size=[32, 32],
+        samples_per_volume=4,
+        **{"network_def#channels": [8, 16, 32, 64, 128]},
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    assert len(fetched) == 1 and fetched[0].endswith("Task02_Heart.tar")
+    assert (tmp_path / "out" / "models" / "model.pt").is_file()

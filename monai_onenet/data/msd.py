@@ -107,7 +107,8 @@ def check_msd_dataset(
         dataset_dir: the folder that contains ``<task>/`` (``DecathlonDataset``'s ``root_dir``).
         task: e.g. ``"Task02_Heart"``.
         in_channels: channels the network expects.
-        download: when True nothing is checked: ``DecathlonDataset`` downloads the task first.
+        download: when True nothing is checked (``DecathlonDataset`` downloads the task first); ``dataset_dir``
+            is created, since ``DecathlonDataset`` requires it to exist.
         section: ``"training"`` (images and labels) or ``"test"`` (images only).
 
     Raises:
@@ -123,6 +124,7 @@ def check_msd_dataset(
         2
     """
     if download:
+        Path(dataset_dir).mkdir(parents=True, exist_ok=True)  # DecathlonDataset needs root_dir to exist
         return 0
     folder = Path(dataset_dir) / task
     description_file = folder / "dataset.json"
