@@ -75,12 +75,22 @@ def missing_dataset_message(dataset_dir: PathLike, task: str, problem: str) -> s
     )
 
 
-def _nifti_header(path: Path) -> Tuple[int, ...]:
-    """The shape of a NIfTI file from its header; a clear error when it is not a readable NIfTI."""
+def _open_nifti(path: Path) -> nib.Nifti1Image:
+    """The NIfTI image proxy (header read, voxel data not yet); a clear error when it is not a readable NIfTI."""
     try:
-        return tuple(int(n) for n in nib.load(str(path)).shape)
+        return nib.load(str(path))
     except Exception as error:  # nibabel raises several types for a broken header
         raise ValueError(f"{path}: not a readable NIfTI file ({error}). Replace or re-download it.") from error
+
+
+def _nifti_header(path: Path) -> Tuple[int, ...]:
+    """The shape of a NIfTI file from its header."""
+    return tuple(int(n) for n in _open_nifti(path).shape)
+
+
+def _nifti_files(folder: Path) -> List[Path]:
+    """The NIfTI files of a folder, sorted, without hidden files (e.g. macOS ``._*`` companions)."""
+    return sorted(p for p in folder.iterdir() if p.name.endswith(NIFTI_SUFFIXES) and not p.name.startswith("."))
 
 
 def _split_channels(shape: Tuple[int, ...]) -> Tuple[Tuple[int, ...], int]:
@@ -185,7 +195,7 @@ def inference_files(input_path: Optional[PathLike], dataset_dir: PathLike, task:
         if source.is_file():
             files = [source]
         elif source.is_dir():
-            files = sorted(p for p in source.iterdir() if p.name.endswith(NIFTI_SUFFIXES))
+            files = _nifti_files(source)
         else:
             raise FileNotFoundError(f"--input {source}: no such file or folder.")
     else:
@@ -194,7 +204,7 @@ def inference_files(input_path: Optional[PathLike], dataset_dir: PathLike, task:
             raise FileNotFoundError(
                 missing_dataset_message(dataset_dir, task, f"{source} not found, and no --input was given.")
             )
-        files = sorted(p for p in source.iterdir() if p.name.endswith(NIFTI_SUFFIXES) and not p.name.startswith("."))
+        files = _nifti_files(source)
     if not files:
         raise FileNotFoundError(f"no NIfTI files (*.nii, *.nii.gz) in {source}.")
     return [{"image": str(path)} for path in files]
@@ -208,11 +218,12 @@ def check_nifti_inputs(items: Sequence[Dict[str, str]], in_channels: int) -> int
     """
     for item in items:
         path = Path(item["image"])
-        _, channels = _split_channels(_nifti_header(path))
+        image = _open_nifti(path)
+        _, channels = _split_channels(tuple(int(n) for n in image.shape))
         if channels != in_channels:
             raise ValueError(f"{path}: {channels} channel(s), but the network expects in_channels={in_channels}.")
         try:
-            data = np.asanyarray(nib.load(str(path)).dataobj)
+            data = np.asanyarray(image.dataobj)
         except Exception as error:
             raise ValueError(
                 f"{path}: the voxel data cannot be read ({error}); the file is truncated or corrupt. Replace it."
