@@ -8,6 +8,7 @@ from monai_onenet.networks.blocks import (
     ChannelConvStack,
     OrientedConv,
     SequenceConv,
+    SubpixelHead,
     channels_to_space,
     get_spatial_mixing,
     sequence_conv_reference,
@@ -107,9 +108,13 @@ def test_even_kernel_is_rejected(kernel_size):
 
 @pytest.mark.parametrize("spatial_dims, widths", [(2, (3, 8, 8)), (3, (4, 8, 16, 8)), (1, (5, 6))])
 @pytest.mark.parametrize("grad", [False, True])
-def test_channel_conv_stack_folds_norms_exactly_in_eval(spatial_dims, widths, grad):
+@pytest.mark.parametrize("adn_ordering", ["ADN", "NDA"])
+def test_channel_conv_stack_folds_norms_exactly_in_eval(spatial_dims, widths, grad, adn_ordering):
     torch.manual_seed(0)
-    stack = ChannelConvStack(spatial_dims, widths, act=("relu", {"inplace": True}), norm="batch")
+    stack = ChannelConvStack(
+        spatial_dims, widths, act=("relu", {"inplace": True}), norm="batch", adn_ordering=adn_ordering
+    )
+    assert stack.norm_after_act == (adn_ordering == "ADN")
     for module in stack.modules():  # trained-looking statistics, so that folding has something to fold
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.running_mean.normal_()
@@ -129,3 +134,34 @@ def test_channel_conv_stack_without_batch_norm_runs_as_written():
     stack = ChannelConvStack(2, (3, 8, 8), act="relu", norm="instance")
     assert not stack.folds_norms
     assert stack.eval()(torch.randn(1, 3, 8, 8)).shape == (1, 8, 8, 8)
+
+
+@pytest.mark.parametrize("adn_ordering, first", [("ADN", "A"), ("NDA", "N")])
+def test_adn_ordering_sets_where_the_norm_goes(adn_ordering, first):
+    stack = ChannelConvStack(2, (3, 8), act="relu", norm="batch", adn_ordering=adn_ordering)
+    assert list(stack[0].adn._modules)[0] == first
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+def test_subpixel_head_gives_each_output_pixel_its_own_logits(spatial_dims):
+    head = SubpixelHead(spatial_dims, in_channels=4, out_channels=3)
+    x = torch.randn(1, 4, *([4] * spatial_dims))
+    out = head(x)
+    assert out.shape == (1, 3, *([8] * spatial_dims))
+    # Output pixel (2i + k) depends only on input pixel i: perturbing input pixel 0 changes only the first block.
+    y = x.clone()
+    y[(0, slice(None)) + (0,) * spatial_dims] += 1.0
+    changed = (head(y) - out).abs().sum(1)[0] > 0
+    expected = torch.zeros_like(changed)
+    expected[(slice(0, 2),) * spatial_dims] = True
+    assert torch.equal(changed, expected)
+
+
+def test_norm_first_stack_scripts_in_its_own_order_after_a_default_one():
+    torch.manual_seed(0)
+    stacks = [ChannelConvStack(2, (3, 8), act="relu", norm="batch", adn_ordering=o) for o in ("ADN", "NDA")]
+    x = torch.randn(2, 3, 4, 4)
+    for stack in stacks:  # scripted in this order: the NDA one must not reuse the ADN one's compiled forward
+        stack[0].adn.N.running_mean.fill_(1.0)
+        stack.eval().fast_path = False
+        torch.testing.assert_close(torch.jit.script(stack)(x), stack(x))

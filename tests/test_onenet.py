@@ -109,6 +109,8 @@ BAD_ARGS = [
     ({"decoder": "linear"}, "decoder must be one of"),
     ({"spatial_mixing": "diag"}, "spatial_mixing must be one of"),
     ({"in_channels": 0}, "in_channels and out_channels must be >= 1"),
+    ({"adn_ordering": "DAN"}, r"adn_ordering must be one of \('ADN', 'NDA'\)"),
+    ({"decoder": "conv", "full_resolution": False}, "full_resolution=False needs the 1D encoder and decoder"),
 ]
 
 
@@ -192,3 +194,42 @@ def test_fast_paths_compute_the_model_as_written(spatial_dims):
         with module_by_module(net):
             written = net(x)
     torch.testing.assert_close(fast, written, rtol=1e-5, atol=1e-5)
+
+
+EDGE_CASES = [(1, (2, 1, 16)), (2, (2, 1, 16, 24)), (3, (1, 1, 8, 8, 16))]
+
+
+@pytest.mark.parametrize("spatial_dims, shape", EDGE_CASES)
+@pytest.mark.parametrize("adn_ordering", ["ADN", "NDA"])
+def test_half_resolution_onenet_trains_and_exports(spatial_dims, shape, adn_ordering):
+    kwargs = {"spatial_mixing": "oriented", "mixing_kernel_size": 3, "adn_ordering": adn_ordering}
+    net = OneNet(spatial_dims, 1, 2, channels=(4, 8, 16, 32), full_resolution=False, deep_supervision=True, **kwargs)
+    assert len(net.stem) == 0 and len(net.decoder_levels) == 2
+    with train_mode(net):
+        heads = net(torch.randn(shape))
+    assert [tuple(h.shape[2:]) for h in heads] == [shape[2:], tuple(s // 4 for s in shape[2:])]
+    sum(h.square().mean() for h in heads).backward()
+    assert not [name for name, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    net.eval()
+    x = torch.randn(shape)
+    expected = net(x)
+    assert expected.shape == (shape[0], 2, *shape[2:])
+    torch.testing.assert_close(torch.jit.script(net)(x), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.jit.trace(net, x)(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_half_resolution_onenet_has_no_full_resolution_layer():
+    from monai_onenet.benchmark.flops import module_by_module
+
+    net = OneNet(2, 1, 2, channels=TINY, full_resolution=False).eval()
+    sizes = []
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[-1]))
+        for m in net.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d))
+    ]
+    with torch.no_grad(), module_by_module(net):
+        net(torch.randn(1, 1, 16, 16))
+    for hook in hooks:
+        hook.remove()
+    assert sizes and max(sizes) == 8

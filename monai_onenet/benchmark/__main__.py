@@ -3,6 +3,8 @@
 For every model: exact parameters, FLOPs in the paper's convention and by ``torch.utils.flop_counter``, median
 inference latency, real peak memory for inference and for one training step, and the ratio of latency and memory
 to U-Net_4 measured in the same run. Each model runs in a fresh process with fixed allocator settings.
+
+``python -m monai_onenet.benchmark accuracy --help``: the accuracy benchmark (train every model on the same data).
 """
 
 from __future__ import annotations
@@ -209,6 +211,11 @@ def markdown_table(result: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["accuracy"]:
+        from monai_onenet.benchmark.accuracy import main as accuracy_main
+
+        return accuracy_main(argv[1:])
     args = _parse_args(argv)
     result = run(args)
     print(markdown_table(result))

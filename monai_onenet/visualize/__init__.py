@@ -1,6 +1,7 @@
-"""Pictures people would rather look at than read: slice overlays and training curves (matplotlib, no display)."""
+"""Pictures people would rather look at than read: overlays, training curves, Pareto plots (matplotlib, headless)."""
 
 from .curves import save_curves
 from .overlay import save_overlay
+from .pareto import pareto_front, save_pareto
 
-__all__ = ["save_curves", "save_overlay"]
+__all__ = ["pareto_front", "save_curves", "save_overlay", "save_pareto"]

@@ -14,6 +14,7 @@ from monai_onenet.networks.blocks.oriented_conv import OrientedConv
 from monai_onenet.networks.blocks.pixel_shuffle import channels_to_space, space_to_channels
 from monai_onenet.networks.blocks.sequence_conv import SequenceConv, sequence_conv_reference
 from monai_onenet.networks.blocks.spatial_mixing import SPATIAL_MIXING, get_spatial_mixing
+from monai_onenet.networks.blocks.subpixel_head import SubpixelHead
 
 __all__ = [
     "ChannelConv",
@@ -31,4 +32,5 @@ __all__ = [
     "sequence_conv_reference",
     "SPATIAL_MIXING",
     "get_spatial_mixing",
+    "SubpixelHead",
 ]

@@ -7,19 +7,39 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
-from monai.networks.blocks import Convolution
+from monai.networks.blocks import ADN, Convolution
 
 from monai_onenet.networks.blocks.pixel_shuffle import channels_to_space, space_to_channels
 from monai_onenet.networks.blocks.spatial_mixing import get_spatial_mixing
 
-__all__ = ["ChannelConv", "ChannelConvStack", "OneNetEncoderLevel", "OneNetDecoderLevel"]
+__all__ = [
+    "ADN_ORDERINGS",
+    "NormFirstADN",
+    "ChannelConv",
+    "ChannelConvStack",
+    "OneNetEncoderLevel",
+    "OneNetDecoderLevel",
+]
+
+
+ADN_ORDERINGS = ("ADN", "NDA")
+
+
+class NormFirstADN(ADN):
+    """MONAI's :class:`~monai.networks.blocks.ADN` in ``"NDA"`` order, as a class of its own.
+
+    TorchScript (torch 2.13) compiles one ``forward`` per ``nn.Sequential`` class and set of child names and types,
+    whatever the children's order: an ``"NDA"`` ADN scripted in a process that has already scripted an ``"ADN"``
+    one silently runs in ``"ADN"`` order. A separate class gets its own compiled ``forward``.
+    """
 
 
 class ChannelConv(Convolution):
     """The paper's channel-wise 1D conv ("PW"): a 1x1 convolution, then activation, dropout and normalisation.
 
     The authors' ``Conv1d(kernel=stride=C)`` over a channels-last flattening is exactly a 1x1 convolution.
-    Normalisation comes after the activation, as in their code.
+    Normalisation comes after the activation, as in their code (``adn_ordering="ADN"``); ``"NDA"`` puts it
+    before the activation, as most networks do.
 
     Args:
         spatial_dims: number of spatial dimensions.
@@ -29,6 +49,7 @@ class ChannelConv(Convolution):
         norm: feature normalisation type and arguments.
         dropout: dropout ratio.
         bias: whether the convolution has a bias.
+        adn_ordering: order of activation (A), dropout (D) and normalisation (N). Defaults to ``"ADN"``.
     """
 
     def __init__(
@@ -40,6 +61,7 @@ class ChannelConv(Convolution):
         norm: str | tuple | None,
         dropout: float | tuple | None = 0.0,
         bias: bool = True,
+        adn_ordering: str = "ADN",
     ):
         super().__init__(
             spatial_dims,
@@ -50,8 +72,12 @@ class ChannelConv(Convolution):
             norm=norm,
             dropout=dropout,
             bias=bias,
-            adn_ordering="ADN",
+            adn_ordering=adn_ordering,
         )
+        if adn_ordering not in ADN_ORDERINGS:
+            raise ValueError(f"adn_ordering must be one of {ADN_ORDERINGS}, got {adn_ordering!r}.")
+        if adn_ordering == "NDA":
+            self.adn.__class__ = NormFirstADN
 
 
 def _norm_as_affine(norm: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -67,11 +93,12 @@ def _norm_as_affine(norm: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
 class ChannelConvStack(nn.Sequential):
     """A chain of :class:`ChannelConv` (``widths[0] -> widths[1] -> ...``).
 
-    In eval mode with batch norm, each norm but the last is folded into the next 1x1 convolution (``W diag(s)``,
-    ``b + W t``), which is exact because a 1x1 convolution is linear per pixel and the norm comes after the
-    activation. The last norm runs as a multiply-add, in place when no gradient is needed and no trace is taken.
-    This removes half of the full-resolution passes over memory that eval-mode OneNet makes. Training and
-    TorchScript run the layers as they are, and so does eval with ``fast_path = False``.
+    In eval mode with batch norm, every norm is folded into a 1x1 convolution, which is exact because a 1x1
+    convolution is linear per pixel. A norm after the activation (``"ADN"``, the paper's order) folds into the
+    next convolution (``W diag(s)``, ``b + W t``) and the last one runs as a multiply-add, in place when no
+    gradient is needed and no trace is taken; a norm before it (``"NDA"``) folds into its own convolution
+    (``diag(s) W``, ``s b + t``). This removes half of the full-resolution passes over memory that eval-mode
+    OneNet makes. Training and TorchScript run the layers as they are, and so does eval with ``fast_path = False``.
 
     Args:
         spatial_dims: number of spatial dimensions.
@@ -80,6 +107,7 @@ class ChannelConvStack(nn.Sequential):
         norm: feature normalisation type and arguments.
         dropout: dropout ratio.
         bias: whether the convolutions have a bias.
+        adn_ordering: order of activation, dropout and normalisation in each conv. Defaults to ``"ADN"``.
 
     Example::
 
@@ -96,22 +124,38 @@ class ChannelConvStack(nn.Sequential):
         norm: str | tuple | None,
         dropout: float | tuple | None = 0.0,
         bias: bool = True,
+        adn_ordering: str = "ADN",
     ):
         super().__init__(
             *(
-                ChannelConv(spatial_dims, w_in, w_out, act, norm, dropout, bias)
+                ChannelConv(spatial_dims, w_in, w_out, act, norm, dropout, bias, adn_ordering)
                 for w_in, w_out in zip(widths, widths[1:])
             )
         )
         norms = [layer.adn._modules.get("N") for layer in self]
         self.fast_path = True
-        self.folds_norms = all(isinstance(n, nn.modules.batchnorm._BatchNorm) and n.track_running_stats for n in norms)
+        self.folds_norms = len(norms) > 0 and all(
+            isinstance(n, nn.modules.batchnorm._BatchNorm) and n.track_running_stats for n in norms
+        )
+        self.norm_after_act = "A" not in adn_ordering or adn_ordering.index("N") > adn_ordering.index("A")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fast_path and self.folds_norms and not self.training and not torch.jit.is_scripting():
-            return self._folded_forward(x)
+            return self._folded_forward(x) if self.norm_after_act else self._folded_pre_act_forward(x)
         for layer in self:
             x = layer(x)
+        return x
+
+    @torch.jit.unused
+    def _folded_pre_act_forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            conv = layer.conv
+            scale, shift = _norm_as_affine(layer.adn.N)
+            bias = shift if conv.bias is None else conv.bias * scale + shift
+            x = conv._conv_forward(x, conv.weight * scale.view([-1] + [1] * (conv.weight.dim() - 1)), bias)
+            act = layer.adn._modules.get("A")
+            if act is not None:
+                x = act(x)
         return x
 
     @torch.jit.unused
@@ -149,6 +193,7 @@ class OneNetEncoderLevel(nn.Module):
         norm: feature normalisation type and arguments.
         dropout: dropout ratio.
         bias: whether the convolutions have a bias.
+        adn_ordering: order of activation, dropout and normalisation. Defaults to ``"ADN"`` (the paper's).
     """
 
     def __init__(
@@ -162,11 +207,13 @@ class OneNetEncoderLevel(nn.Module):
         norm: str | tuple | None,
         dropout: float | tuple | None = 0.0,
         bias: bool = True,
+        adn_ordering: str = "ADN",
     ):
         super().__init__()
         folded = in_channels * 2**spatial_dims
         self.mixing = get_spatial_mixing(spatial_mixing, spatial_dims, folded, mixing_kernel_size)
-        self.convs = ChannelConvStack(spatial_dims, (folded, out_channels, out_channels), act, norm, dropout, bias)
+        widths = (folded, out_channels, out_channels)
+        self.convs = ChannelConvStack(spatial_dims, widths, act, norm, dropout, bias, adn_ordering)
 
     def downsample(self, x: torch.Tensor) -> torch.Tensor:
         return space_to_channels(x, 2)
@@ -191,6 +238,7 @@ class OneNetDecoderLevel(nn.Module):
         norm: feature normalisation type and arguments.
         dropout: dropout ratio.
         bias: whether the convolutions have a bias.
+        adn_ordering: order of activation, dropout and normalisation. Defaults to ``"ADN"`` (the paper's).
     """
 
     def __init__(
@@ -205,6 +253,7 @@ class OneNetDecoderLevel(nn.Module):
         norm: str | tuple | None,
         dropout: float | tuple | None = 0.0,
         bias: bool = True,
+        adn_ordering: str = "ADN",
     ):
         super().__init__()
         block = 2**spatial_dims
@@ -212,7 +261,8 @@ class OneNetDecoderLevel(nn.Module):
             raise ValueError(f"OneNetDecoderLevel needs in_channels divisible by {block}, got {in_channels}.")
         merged = in_channels // block + skip_channels
         self.mixing = get_spatial_mixing(spatial_mixing, spatial_dims, merged, mixing_kernel_size)
-        self.convs = ChannelConvStack(spatial_dims, (merged, out_channels, out_channels), act, norm, dropout, bias)
+        widths = (merged, out_channels, out_channels)
+        self.convs = ChannelConvStack(spatial_dims, widths, act, norm, dropout, bias, adn_ordering)
 
     def merge(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Pixel-shuffle ``x`` and put the skip before it."""

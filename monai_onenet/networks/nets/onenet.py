@@ -15,6 +15,7 @@ from monai_onenet.networks.blocks import (
     OneNetClassifier,
     OneNetDecoderLevel,
     OneNetEncoderLevel,
+    SubpixelHead,
     UNetDecoderLevel,
     UNetEncoderLevel,
     double_conv,
@@ -64,6 +65,13 @@ class OneNet(nn.Module):
         bias: whether convolutions have a bias. Defaults to True.
         input_normalization: apply the authors' hard-coded ``(x - 0.45) / 0.225`` first. Defaults to False
             (MONAI normalises in transforms).
+        adn_ordering: order of activation (A), dropout (D) and normalisation (N) after each channel-wise conv of
+            the 1D blocks. Defaults to ``"ADN"``, the authors' (norm after the activation); ``"NDA"`` normalises
+            first, as most networks do.
+        full_resolution: run the stem and the top decoder level at full resolution, as the paper does. Defaults
+            to True. With False (OneNet_ed only) no layer runs at full resolution: the first level unshuffles the
+            input itself and a :class:`~monai_onenet.networks.blocks.SubpixelHead` pixel-shuffles half-resolution
+            logits up. ``channels[0]`` is then unused.
 
     Input size:
         Every spatial size must be divisible by ``2 ** depth`` (16 at depth 4). Pad with
@@ -101,9 +109,13 @@ class OneNet(nn.Module):
         dropout: float | tuple | None = 0.0,
         bias: bool = True,
         input_normalization: bool = False,
+        adn_ordering: str = "ADN",
+        full_resolution: bool = True,
     ):
         super().__init__()
         _check_arguments(spatial_dims, in_channels, out_channels, channels, encoder, decoder, spatial_mixing)
+        if not full_resolution and (encoder, decoder) != ("1d", "1d"):
+            raise ValueError("full_resolution=False needs the 1D encoder and decoder (OneNet_ed).")
         widths = [int(c) for c in channels]
         depth = len(widths) - 1
         block = 2**spatial_dims
@@ -118,11 +130,15 @@ class OneNet(nn.Module):
         self.channels_last = True
         common = {"act": act, "norm": norm, "dropout": dropout, "bias": bias}
         mixing = {"spatial_mixing": spatial_mixing, "mixing_kernel_size": mixing_kernel_size}
+        common1d = {**common, "adn_ordering": adn_ordering}
 
         if encoder == "1d":
-            self.stem = ChannelConvStack(spatial_dims, (in_channels, widths[0], widths[0], widths[0]), **common)
+            stem_widths = (in_channels, widths[0], widths[0], widths[0]) if full_resolution else (in_channels,)
+            self.stem = ChannelConvStack(spatial_dims, stem_widths, **common1d)
+            level_inputs = [stem_widths[-1]] + widths[1:depth]
             self.encoder_levels = nn.ModuleList(
-                OneNetEncoderLevel(spatial_dims, widths[i], widths[i + 1], **mixing, **common) for i in range(depth)
+                OneNetEncoderLevel(spatial_dims, level_inputs[i], widths[i + 1], **mixing, **common1d)
+                for i in range(depth)
             )
         else:
             self.stem = double_conv(spatial_dims, in_channels, widths[0], **common)
@@ -135,7 +151,7 @@ class OneNet(nn.Module):
         if decoder == "1d":
             # Each level outputs block * (width of the next skip), so that pixel-shuffle yields exactly that width.
             self.bottleneck: nn.Module = ChannelConvStack(
-                spatial_dims, (widths[depth], block * widths[depth - 1]), **common
+                spatial_dims, (widths[depth], block * widths[depth - 1]), **common1d
             )
             for level in range(depth, 1, -1):
                 decoder_levels.append(
@@ -145,10 +161,13 @@ class OneNet(nn.Module):
                         widths[level - 1],
                         block * widths[level - 2],
                         **mixing,
-                        **common,
+                        **common1d,
                     )
                 )
-            decoder_levels.append(OneNetDecoderLevel(spatial_dims, block * widths[0], 0, widths[0], **mixing, **common))
+            if full_resolution:
+                decoder_levels.append(
+                    OneNetDecoderLevel(spatial_dims, block * widths[0], 0, widths[0], **mixing, **common1d)
+                )
             head_kernel = 1
         else:
             self.bottleneck = nn.Identity()
@@ -164,7 +183,9 @@ class OneNet(nn.Module):
             return Conv[Conv.CONV, spatial_dims](width, out_channels, kernel_size=head_kernel, padding=head_kernel // 2)
 
         level_widths = [_out_channels(level) for level in decoder_levels]
-        self.head = head(level_widths[-1])
+        self.head = (
+            head(level_widths[-1]) if full_resolution else SubpixelHead(spatial_dims, level_widths[-1], out_channels)
+        )
         # Finest first, as the list forward returns in training.
         self.auxiliary_heads = nn.ModuleList(head(w) for w in reversed(level_widths[:-1])) if deep_supervision else None
         self.classifier = (

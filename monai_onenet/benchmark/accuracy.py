@@ -1,0 +1,285 @@
+"""``python -m monai_onenet.benchmark accuracy``: OneNet presets and light peers trained on the same data and budget.
+
+Every listed model is trained from scratch on 2D axial slices of an MSD-layout task (its own train / validation
+split of ``imagesTr``), with the same loss, optimiser, budget and seeds, then scored by Dice per validation case.
+The table sets Dice (mean and spread over seeds), epoch-to-epoch stability, CPU latency (measured interleaved in
+the same process) and training time per epoch side by side; a Pareto plot draws Dice against latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from monai.losses import DeepSupervisionLoss, DiceCELoss
+from monai.metrics import compute_dice
+from monai.networks.nets import BasicUNet
+from monai.networks.utils import one_hot
+from monai.utils import set_determinism
+from tqdm import tqdm
+
+from monai_onenet.benchmark.measure import inference_runner, measure_latencies
+from monai_onenet.benchmark.peers import unext
+from monai_onenet.benchmark.slices import SliceSet, load_slice_set
+from monai_onenet.networks import create_onenet
+
+__all__ = ["ACCURACY_MODELS", "AccuracyModel", "run_accuracy", "main"]
+
+EDGE_WIDTHS = (16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class AccuracyModel:
+    """A model of the accuracy benchmark: its family and how to build it for ``(in_channels, out_channels)``."""
+
+    family: str  # "onenet" or "peer"
+    build: Callable[[int, int], nn.Module]
+    note: str = ""
+
+
+def _preset(name: str, **overrides: Any) -> Callable[[int, int], nn.Module]:
+    def build(in_channels: int, out_channels: int) -> nn.Module:
+        kwargs = {"channels": EDGE_WIDTHS, "deep_supervision": False, **overrides}
+        return create_onenet(name, in_channels=in_channels, out_channels=out_channels, **kwargs)
+
+    return build
+
+
+ACCURACY_MODELS: Dict[str, AccuracyModel] = {
+    "unet_4": AccuracyModel("peer", _preset("unet_4"), "the paper's U-Net_4, widths 16..256"),
+    "basicunet": AccuracyModel("peer", lambda i, o: BasicUNet(2, i, o), "MONAI BasicUNet, default features"),
+    "unext": AccuracyModel("peer", unext, "UNeXt (MICCAI 2022), widths 16, 32, 128, 160, 256"),
+    "onenet_ed_4": AccuracyModel("onenet", _preset("onenet_ed_4"), "faithful, widths 16..256"),
+    "onenet_ed_4_none": AccuracyModel("onenet", _preset("onenet_ed_4_none"), "no spatial mixing, widths 16..256"),
+    "onenet_ed_4_oriented": AccuracyModel("onenet", _preset("onenet_ed_4_oriented"), "oriented k=7, widths 16..256"),
+}
+"""Benchmark name -> model. OneNet presets run at the edge widths 16..256 without deep supervision (top head only)."""
+
+DEFAULT_MODELS = list(ACCURACY_MODELS)
+
+
+def _segmentation(output: Any) -> Any:
+    """The segmentation part of a model's output (OneNet with a classifier returns a tuple)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def case_dice(model: nn.Module, cases: Sequence, num_classes: int, device: torch.device, batch: int = 32) -> float:
+    """Mean over validation cases of the mean foreground-class Dice of the whole (3D) case."""
+    model.eval()
+    scores: List[float] = []
+    with torch.no_grad():
+        for images, labels in cases:
+            logits = torch.cat(
+                [_segmentation(model(images[i : i + batch].to(device))) for i in range(0, len(images), batch)]
+            )
+            prediction = one_hot(logits.argmax(1, keepdim=True).cpu(), num_classes).permute(1, 0, 2, 3)[None]
+            truth = one_hot(labels, num_classes).permute(1, 0, 2, 3)[None]
+            dice = compute_dice(prediction, truth, include_background=False, ignore_empty=False)
+            scores.append(float(dice.nanmean()))
+    return statistics.fmean(scores)
+
+
+def train_one(
+    model: nn.Module,
+    data: SliceSet,
+    epochs: int,
+    seed: int,
+    device: torch.device,
+    batch_size: int = 16,
+    learning_rate: float = 1e-3,
+    progress: bool = True,
+) -> Dict[str, Any]:
+    """Train ``model`` with Dice + CE and Adam; return the validation Dice after each epoch and the epoch times."""
+    model = model.to(device)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    deep_loss = DeepSupervisionLoss(loss_fn)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    count = len(data.train_images)
+    curve: List[float] = []
+    epoch_seconds: List[float] = []
+    for _ in tqdm(range(epochs), desc=f"  seed {seed}", leave=False, disable=not progress, file=sys.stderr):
+        model.train()
+        order = torch.randperm(count, generator=generator)
+        start = time.perf_counter()
+        for first in range(0, count, batch_size):
+            index = order[first : first + batch_size]
+            images, labels = data.train_images[index].to(device), data.train_labels[index].to(device)
+            output = _segmentation(model(images))
+            loss = deep_loss(output, labels) if isinstance(output, list) else loss_fn(output, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_seconds.append(time.perf_counter() - start)
+        curve.append(case_dice(model, data.val_cases, data.num_classes, device))
+    return {"curve": curve, "epoch_seconds": epoch_seconds}
+
+
+def _largest_drop(curve: Sequence[float]) -> float:
+    return max([0.0] + [a - b for a, b in zip(curve, curve[1:])])
+
+
+def _summarise(name: str, runs: List[Dict[str, Any]], params: int, latency_ms: float) -> Dict[str, Any]:
+    finals = [run["curve"][-1] for run in runs]
+    return {
+        "model": name,
+        "family": ACCURACY_MODELS[name].family,
+        "params": params,
+        "dice_mean": statistics.fmean(finals),
+        "dice_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+        "dice_best_mean": statistics.fmean(max(run["curve"]) for run in runs),
+        "largest_drop_mean": statistics.fmean(_largest_drop(run["curve"]) for run in runs),
+        "latency_ms": latency_ms,
+        "train_s_per_epoch": statistics.fmean(s for run in runs for s in run["epoch_seconds"]),
+        "note": ACCURACY_MODELS[name].note,
+        "seeds": {str(run["seed"]): run["curve"] for run in runs},
+    }
+
+
+def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
+    """Train and measure every model of ``args.models`` for every seed; returns ``{"rows": [...], ...}``."""
+    device = torch.device(
+        "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    unknown = [m for m in args.models if m not in ACCURACY_MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; choose from {', '.join(ACCURACY_MODELS)}")
+    demo = _ensure_data(args)
+    data = load_slice_set(args.dataset_dir, args.task, args.size, args.val_frac, download=args.download)
+    print(
+        f"{args.task}{' (generated demo data)' if demo else ''}: {len(data.train_images)} training slices, "
+        f"{len(data.val_cases)} validation cases, {args.size}x{args.size}; {args.epochs} epochs x seeds {args.seeds}",
+        file=sys.stderr,
+    )
+    runs: Dict[str, List[Dict[str, Any]]] = {}
+    params: Dict[str, int] = {}
+    for name in tqdm(args.models, desc="models", file=sys.stderr):
+        for seed in args.seeds:
+            set_determinism(seed)
+            model = ACCURACY_MODELS[name].build(data.in_channels, data.num_classes)
+            params[name] = sum(p.numel() for p in model.parameters())
+            result = train_one(model, data, args.epochs, seed, device, args.batch_size, args.learning_rate)
+            runs.setdefault(name, []).append({"seed": seed, **result})
+            tqdm.write(f"{name} seed {seed}: Dice per epoch {[round(d, 3) for d in result['curve']]}", file=sys.stderr)
+    shape = (1, data.in_channels, args.latency_size, args.latency_size)
+    runners = {
+        name: inference_runner(ACCURACY_MODELS[name].build(data.in_channels, data.num_classes), shape, device)
+        for name in args.models
+    }
+    latencies = measure_latencies(runners, device, warmup=2, rounds=args.latency_rounds)
+    rows = [_summarise(name, runs[name], params[name], latencies[name]) for name in args.models]
+    return {
+        "task": args.task,
+        "demo_data": demo,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "epochs": args.epochs,
+        "seeds": list(args.seeds),
+        "size": args.size,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "latency_input": list(shape),
+        "train_slices": len(data.train_images),
+        "val_cases": len(data.val_cases),
+        "rows": rows,
+    }
+
+
+def _ensure_data(args: argparse.Namespace) -> bool:
+    """Write the demo task when the default data folder has none; True if the data is the generated demo."""
+    task_dir = os.path.join(args.dataset_dir, args.task)
+    marker = os.path.join(task_dir, "dataset.json")
+    if not os.path.exists(marker) and args.demo_if_absent and not args.download:
+        from monai_onenet.data.demo_msd import write_demo_task
+
+        print(f"{task_dir} has no dataset.json: writing the generated demo task there.", file=sys.stderr)
+        write_demo_task(args.task, args.dataset_dir)
+    if not os.path.exists(marker):
+        return False
+    with open(marker) as f:
+        return "synthetic demo" in json.load(f).get("description", "")
+
+
+def markdown_table(result: Dict[str, Any]) -> str:
+    """The rows as a Markdown table."""
+    lines = [
+        f"{result['task']}{' (generated demo data)' if result['demo_data'] else ''}, {result['train_slices']} training "
+        f"slices, {result['val_cases']} validation cases, {result['size']}², {result['epochs']} epochs, seeds "
+        f"{result['seeds']}, batch {result['batch_size']}, Adam {result['learning_rate']}; latency at "
+        f"{'x'.join(map(str, result['latency_input']))}, {result['device']}, {result['threads']} threads",
+        "",
+        "| model | family | params | Dice (final, mean ± sd) | best Dice | largest drop | latency ms | train s/epoch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['model']} | {row['family']} | {row['params']:,} | {row['dice_mean']:.3f} ± {row['dice_std']:.3f} "
+            f"| {row['dice_best_mean']:.3f} | {row['largest_drop_mean']:.3f} | {row['latency_ms']:.1f} "
+            f"| {row['train_s_per_epoch']:.1f} |"
+        )
+    lines += [
+        "",
+        "Dice: per validation case, mean over foreground classes, after the last epoch; mean ± sd over seeds. "
+        "Largest drop: the largest fall of validation Dice from one epoch to the next, mean over seeds.",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m monai_onenet.benchmark accuracy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--dataset_dir", default="data", help="folder holding the task folder (default: data)")
+    parser.add_argument("--task", default="Task02_Heart", help="MSD task (default: Task02_Heart)")
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help=f"default: {' '.join(DEFAULT_MODELS)}")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--size", type=int, default=96, help="in-plane slice size (multiple of 32)")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--val_frac", type=float, default=0.2)
+    parser.add_argument("--latency_size", type=int, default=256, help="latency input is 1 x C x S x S")
+    parser.add_argument("--latency_rounds", type=int, default=7)
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--download", action="store_true", help="download the task with DecathlonDataset first")
+    parser.add_argument(
+        "--no_demo", dest="demo_if_absent", action="store_false", help="fail instead of generating demo data"
+    )
+    parser.add_argument("--output_dir", default="runs/accuracy", help="table, JSON and plots go here")
+    parser.add_argument("--json", metavar="PATH", help="also write the JSON here")
+    args = parser.parse_args(argv)
+    if args.size % 32:
+        parser.error(f"--size must be a multiple of 32 (UNeXt downsamples 5 times), got {args.size}")
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    args = parse_args(argv)
+    result = run_accuracy(args)
+    os.makedirs(args.output_dir, exist_ok=True)
+    table = markdown_table(result)
+    print(table)
+    for path in filter(None, [os.path.join(args.output_dir, "accuracy.json"), args.json]):
+        with open(path, "w") as out:
+            json.dump(result, out, indent=2)
+    with open(os.path.join(args.output_dir, "accuracy.md"), "w") as out:
+        out.write(table + "\n")
+    from monai_onenet.visualize.pareto import save_pareto
+
+    save_pareto(result["rows"], os.path.join(args.output_dir, "pareto.png"))
+    return result
