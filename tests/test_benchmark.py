@@ -104,3 +104,17 @@ def test_live_peak_memory_sees_an_allocation():
 def test_unknown_model_is_named():
     with pytest.raises(SystemExit, match="unknown model"):
         main(["--quick", "--models", "resnet"])
+
+
+def test_sequence_conv_command_times_three_agreeing_forms(tmp_path):
+    path = tmp_path / "sp.json"
+    result = main(["sequence_conv", "--quick", "--rounds", "1", "--threads", "1", "--json", str(path)])
+    # One row per spatial conv of OneNet_ed,4: 4 encoder and 4 decoder levels.
+    assert len(result["rows"]) == 8 and json.loads(path.read_text())["total_ms"] == result["total_ms"]
+    assert all(row["max_abs_diff"] <= 1e-5 for row in result["rows"])
+    assert all(row[f"{form}_ms"] > 0 for row in result["rows"] for form in ("reference", "shifted_add", "block"))
+
+
+def test_peers_are_in_the_table_benchmark():
+    names = [m.name for m in benchmark_models(quick=True)]
+    assert {"unext", "basicunet", "basicunet_3d"} <= set(names)

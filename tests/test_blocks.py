@@ -12,6 +12,7 @@ from monai_onenet.networks.blocks import (
     channels_to_space,
     get_spatial_mixing,
     sequence_conv_reference,
+    sequence_conv_shifted_add,
     space_to_channels,
 )
 
@@ -57,6 +58,8 @@ def test_sequence_conv_fast_form_equals_reference(shape, kernel_size):
     fast = sp(x)
     slow = sequence_conv_reference(x, sp.conv.weight, sp.conv.bias)
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-5)
+    shifted = sequence_conv_shifted_add(x.detach(), sp.conv.weight.detach(), sp.conv.bias.detach())
+    torch.testing.assert_close(shifted, slow.detach(), rtol=0, atol=1e-5)
     grad_fast = torch.autograd.grad(fast.square().sum(), [x, sp.conv.weight])
     grad_slow = torch.autograd.grad(slow.square().sum(), [x, sp.conv.weight])
     for a, b in zip(grad_fast, grad_slow):

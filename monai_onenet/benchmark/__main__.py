@@ -5,6 +5,7 @@ inference latency, real peak memory for inference and for one training step, and
 to U-Net_4 measured in the same run. Each model runs in a fresh process with fixed allocator settings.
 
 ``python -m monai_onenet.benchmark accuracy --help``: the accuracy benchmark (train every model on the same data).
+``python -m monai_onenet.benchmark sequence_conv``: the paper's spatial conv timed three ways.
 """
 
 from __future__ import annotations
@@ -216,6 +217,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         from monai_onenet.benchmark.accuracy import main as accuracy_main
 
         return accuracy_main(argv[1:])
+    if argv[:1] == ["sequence_conv"]:
+        from monai_onenet.benchmark.sequence_conv import main as sequence_conv_main
+
+        return sequence_conv_main(argv[1:])
     args = _parse_args(argv)
     result = run(args)
     print(markdown_table(result))

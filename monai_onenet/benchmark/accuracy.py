@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -60,6 +61,13 @@ ACCURACY_MODELS: Dict[str, AccuracyModel] = {
     "onenet_ed_4": AccuracyModel("onenet", _preset("onenet_ed_4"), "faithful, widths 16..256"),
     "onenet_ed_4_none": AccuracyModel("onenet", _preset("onenet_ed_4_none"), "no spatial mixing, widths 16..256"),
     "onenet_ed_4_oriented": AccuracyModel("onenet", _preset("onenet_ed_4_oriented"), "oriented k=7, widths 16..256"),
+    "onenet_ed_4_oriented_nda": AccuracyModel(
+        "onenet", _preset("onenet_ed_4_oriented", adn_ordering="NDA"), "oriented, norm before activation"
+    ),
+    "onenet_edge_4": AccuracyModel("onenet", _preset("onenet_edge_4"), "oriented k=7, no full-resolution layer"),
+    "onenet_edge_4_w8": AccuracyModel(
+        "onenet", _preset("onenet_edge_4", channels=(8, 32, 64, 128, 256)), "onenet_edge_4, top decoder width 8"
+    ),
 }
 """Benchmark name -> model. OneNet presets run at the edge widths 16..256 without deep supervision (top head only)."""
 
@@ -96,14 +104,22 @@ def train_one(
     batch_size: int = 16,
     learning_rate: float = 1e-3,
     progress: bool = True,
+    schedule: str = "cosine",
 ) -> Dict[str, Any]:
-    """Train ``model`` with Dice + CE and Adam; return the validation Dice after each epoch and the epoch times."""
+    """Train ``model`` with Dice + CE and Adam; return the validation Dice after each epoch and the epoch times.
+
+    ``schedule="cosine"`` anneals the learning rate to 0 over ``epochs`` (per step); ``"constant"`` keeps it.
+    """
     model = model.to(device)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     deep_loss = DeepSupervisionLoss(loss_fn)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     count = len(data.train_images)
+    steps = epochs * math.ceil(count / batch_size)
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if schedule == "cosine" else None
     curve: List[float] = []
     epoch_seconds: List[float] = []
     for _ in tqdm(range(epochs), desc=f"  seed {seed}", leave=False, disable=not progress, file=sys.stderr):
@@ -118,6 +134,8 @@ def train_one(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         epoch_seconds.append(time.perf_counter() - start)
@@ -170,7 +188,9 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
             set_determinism(seed)
             model = ACCURACY_MODELS[name].build(data.in_channels, data.num_classes)
             params[name] = sum(p.numel() for p in model.parameters())
-            result = train_one(model, data, args.epochs, seed, device, args.batch_size, args.learning_rate)
+            result = train_one(
+                model, data, args.epochs, seed, device, args.batch_size, args.learning_rate, schedule=args.schedule
+            )
             runs.setdefault(name, []).append({"seed": seed, **result})
             tqdm.write(f"{name} seed {seed}: Dice per epoch {[round(d, 3) for d in result['curve']]}", file=sys.stderr)
     shape = (1, data.in_channels, args.latency_size, args.latency_size)
@@ -190,6 +210,7 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
         "size": args.size,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
+        "schedule": args.schedule,
         "latency_input": list(shape),
         "train_slices": len(data.train_images),
         "val_cases": len(data.val_cases),
@@ -217,8 +238,8 @@ def markdown_table(result: Dict[str, Any]) -> str:
     lines = [
         f"{result['task']}{' (generated demo data)' if result['demo_data'] else ''}, {result['train_slices']} training "
         f"slices, {result['val_cases']} validation cases, {result['size']}², {result['epochs']} epochs, seeds "
-        f"{result['seeds']}, batch {result['batch_size']}, Adam {result['learning_rate']}; latency at "
-        f"{'x'.join(map(str, result['latency_input']))}, {result['device']}, {result['threads']} threads",
+        f"{result['seeds']}, batch {result['batch_size']}, Adam {result['learning_rate']} ({result['schedule']}); "
+        f"latency at {'x'.join(map(str, result['latency_input']))}, {result['device']}, {result['threads']} threads",
         "",
         "| model | family | params | Dice (final, mean ± sd) | best Dice | largest drop | latency ms | train s/epoch |",
         "|---|---|---|---|---|---|---|---|",
@@ -251,6 +272,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=96, help="in-plane slice size (multiple of 32)")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--schedule", choices=["cosine", "constant"], default="cosine", help="learning rate schedule")
     parser.add_argument("--val_frac", type=float, default=0.2)
     parser.add_argument("--latency_size", type=int, default=256, help="latency input is 1 x C x S x S")
     parser.add_argument("--latency_rounds", type=int, default=7)

@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Tuple
 import torch.nn as nn
 from monai.networks.nets import BasicUNet
 
+from monai_onenet.benchmark.peers import UNeXt
 from monai_onenet.networks import PRESETS, OneNet, create_onenet, preset_depth
 
 __all__ = ["BenchmarkModel", "benchmark_models", "TABLE2"]
@@ -33,8 +34,10 @@ class BenchmarkModel:
     note: str = ""
 
 
-def _build_2d(name: str, widths: Callable[[int], tuple], channels_last: bool = True) -> OneNet:
-    net = create_onenet(name, channels=widths(preset_depth(name)))
+def _build_2d(name: str, widths: Callable[..., tuple], channels_last: bool = True) -> OneNet:
+    # The edge preset keeps its own small widths; every other row runs at the paper's.
+    base = 16 if name.startswith("onenet_edge") else 64
+    net = create_onenet(name, channels=widths(preset_depth(name), base))
     net.channels_last = channels_last
     return net
 
@@ -78,6 +81,16 @@ def benchmark_models(quick: bool = False) -> List[BenchmarkModel]:
             "U-Net_4 in the channels-last layout OneNet uses",
         ),
     )
+    features2d = tuple(max(f // shrink, 2) for f in (32, 32, 64, 128, 256, 32))
+    rows += [
+        BenchmarkModel("basicunet", lambda: BasicUNet(2, 3, 4, features=features2d), shape2d, "MONAI BasicUNet"),
+        BenchmarkModel(
+            "unext",
+            lambda: UNeXt(3, 4, tuple(max(f // shrink, 2) for f in (16, 32, 128, 160, 256))),
+            shape2d,
+            "UNeXt (MICCAI 2022), the paper's widths",
+        ),
+    ]
     features3d = tuple(max(f // shrink, 2) for f in (32, 32, 64, 128, 256, 32))
     shape3d = (1, 1, size3d, size3d, size3d)
     rows += [

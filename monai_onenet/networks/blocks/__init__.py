@@ -12,7 +12,7 @@ from monai_onenet.networks.blocks.classifier import OneNetClassifier
 from monai_onenet.networks.blocks.conv_levels import UNetDecoderLevel, UNetEncoderLevel, double_conv
 from monai_onenet.networks.blocks.oriented_conv import OrientedConv
 from monai_onenet.networks.blocks.pixel_shuffle import channels_to_space, space_to_channels
-from monai_onenet.networks.blocks.sequence_conv import SequenceConv, sequence_conv_reference
+from monai_onenet.networks.blocks.sequence_conv import SequenceConv, sequence_conv_reference, sequence_conv_shifted_add
 from monai_onenet.networks.blocks.spatial_mixing import SPATIAL_MIXING, get_spatial_mixing
 from monai_onenet.networks.blocks.subpixel_head import SubpixelHead
 
@@ -30,6 +30,7 @@ __all__ = [
     "space_to_channels",
     "SequenceConv",
     "sequence_conv_reference",
+    "sequence_conv_shifted_add",
     "SPATIAL_MIXING",
     "get_spatial_mixing",
     "SubpixelHead",

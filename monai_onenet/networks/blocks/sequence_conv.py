@@ -11,7 +11,7 @@ from monai.networks.layers.utils import get_act_layer
 
 from monai_onenet.networks.blocks.layout import channels_first_view, channels_last_view
 
-__all__ = ["SequenceConv", "sequence_conv_reference"]
+__all__ = ["SequenceConv", "sequence_conv_reference", "sequence_conv_shifted_add"]
 
 
 def _flatten(x: torch.Tensor) -> torch.Tensor:
@@ -34,6 +34,26 @@ def sequence_conv_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optiona
     """
     pad = weight.shape[-1] // 2
     return _unflatten(F.conv1d(F.pad(_flatten(x), [pad, pad], mode="reflect"), weight, bias), x)
+
+
+def sequence_conv_shifted_add(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """The same filter as :func:`sequence_conv_reference`, written as ``k`` shifted multiply-adds of the sequence.
+
+    Kept as the yardstick the block form of :class:`SequenceConv` is timed against
+    (``python -m monai_onenet.benchmark sequence_conv``).
+    """
+    sequence = _flatten(x)
+    kernel_size = weight.shape[-1]
+    pad = kernel_size // 2
+    padded = F.pad(sequence, [pad, pad], mode="reflect")
+    length = sequence.shape[-1]
+    taps = weight.reshape(-1)
+    out = padded[..., :length] * taps[0]
+    for tap in range(1, kernel_size):
+        out = out.add_(padded[..., tap : tap + length], alpha=float(taps[tap]))
+    if bias is not None:
+        out = out.add_(bias)
+    return _unflatten(out, x)
 
 
 def _block_size(channels: int, pad: int) -> int:

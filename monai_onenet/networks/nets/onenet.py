@@ -71,7 +71,7 @@ class OneNet(nn.Module):
         full_resolution: run the stem and the top decoder level at full resolution, as the paper does. Defaults
             to True. With False (OneNet_ed only) no layer runs at full resolution: the first level unshuffles the
             input itself and a :class:`~monai_onenet.networks.blocks.SubpixelHead` pixel-shuffles half-resolution
-            logits up. ``channels[0]`` is then unused.
+            logits up from ``2^d * channels[0]`` half-resolution features.
 
     Input size:
         Every spatial size must be divisible by ``2 ** depth`` (16 at depth 4). Pad with

@@ -7,7 +7,16 @@ from typing import Any, Dict
 
 from monai_onenet.networks.nets.onenet import OneNet
 
-__all__ = ["PRESETS", "create_onenet", "preset_depth", "onenet_e", "onenet_ed", "unet_paper", "paper_channels"]
+__all__ = [
+    "PRESETS",
+    "create_onenet",
+    "preset_depth",
+    "onenet_e",
+    "onenet_ed",
+    "onenet_edge",
+    "unet_paper",
+    "paper_channels",
+]
 
 
 def paper_channels(depth: int, base: int = 64) -> tuple[int, ...]:
@@ -65,6 +74,32 @@ def unet_paper(
     return _preset("conv", "conv", depth, spatial_dims, in_channels, out_channels, **kwargs)
 
 
+EDGE_CHANNELS = (16, 32, 64, 128, 256)
+
+
+def onenet_edge(
+    depth: int = 4, spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 4, **kwargs: Any
+) -> OneNet:
+    """The project's OneNet for small devices: OneNet_ed with oriented mixing and nothing at full resolution.
+
+    Widths 16..256, oriented depthwise 1D spatial mixing (k=7) for a real receptive field, the paper's
+    act -> norm order, and ``full_resolution=False``: the first level unshuffles the input itself and a sub-pixel
+    head pixel-shuffles half-resolution logits up, so no layer runs on the full-size image. Why each choice, with
+    its ablation: README "OneNet on the edge".
+
+    Example::
+
+        >>> net = onenet_edge(in_channels=1, out_channels=2)
+        >>> net.eval()(torch.randn(1, 1, 96, 96)).shape
+        torch.Size([1, 2, 96, 96])
+    """
+    kwargs.setdefault("channels", EDGE_CHANNELS)
+    kwargs.setdefault("spatial_mixing", "oriented")
+    kwargs.setdefault("mixing_kernel_size", 7)
+    kwargs.setdefault("full_resolution", False)
+    return _preset("1d", "1d", depth, spatial_dims, in_channels, out_channels, **kwargs)
+
+
 PRESETS: Dict[str, partial] = {
     "unet_4": partial(unet_paper, 4),
     "unet_5": partial(unet_paper, 5),
@@ -74,6 +109,7 @@ PRESETS: Dict[str, partial] = {
     "onenet_ed_5": partial(onenet_ed, 5),
     "onenet_ed_4_none": partial(onenet_ed, 4, spatial_mixing="none"),
     "onenet_ed_4_oriented": partial(onenet_ed, 4, spatial_mixing="oriented", mixing_kernel_size=7),
+    "onenet_edge_4": partial(onenet_edge, 4),
 }
 """Preset name -> factory taking :class:`OneNet` keyword overrides (``spatial_dims``, ``in_channels``, ...)."""
 
