@@ -72,7 +72,13 @@ def test_training_is_reproducible_per_seed(heart_slices):
     assert all(0.0 <= d <= 1.0 for d in runs[0]["curve"])
 
 
-def test_accuracy_command_writes_rows_table_and_plot(demo_root, tmp_path):
+def test_deep_supervision_models_train_on_integer_labels(heart_slices):
+    model = ACCURACY_MODELS["onenet_edge_4_ds"].build(1, 2)
+    curve = train_one(model, heart_slices, epochs=1, seed=0, device=torch.device("cpu"), progress=False)["curve"]
+    assert len(curve) == 1 and 0.0 <= curve[0] <= 1.0
+
+
+def test_accuracy_command_writes_rows_table_and_plot(demo_root, tmp_path, monkeypatch):
     json_path = tmp_path / "rows.json"
     argv = ["accuracy", "--dataset_dir", str(demo_root), "--task", "Task02_Heart", "--models", "unext", "unet_4"]
     argv += ["--epochs", "1", "--seeds", "0", "1", "--size", "32", "--val_frac", "0.34", "--latency_size", "32"]
@@ -90,8 +96,20 @@ def test_accuracy_command_writes_rows_table_and_plot(demo_root, tmp_path):
         assert 0.0 <= row["dice_mean"] <= 1.0
     assert saved["rows"][0]["params"] == sum(p.numel() for p in unext(1, 2).parameters())
     assert not saved["demo_data"] or "synthetic demo" in (demo_root / "Task02_Heart" / "dataset.json").read_text()
-    for name in ("accuracy.json", "accuracy.md", "pareto.png"):
+    for name in ("accuracy.json", "accuracy.md", "pareto.png", "curves.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+
+    # A rerun (e.g. after an interruption) reuses every finished (model, seed) run instead of training again.
+    assert len((tmp_path / "out" / "finished_runs.jsonl").read_text().splitlines()) == 4
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr("monai_onenet.benchmark.accuracy.train_one", no_training)
+    again = benchmark_main(argv)
+    assert [row["seeds"] for row in again["rows"]] == [row["seeds"] for row in saved["rows"]]
+    with pytest.raises(AssertionError, match="trained again"):
+        benchmark_main(argv + ["--fresh"])
 
 
 def test_accuracy_command_names_a_missing_dataset(tmp_path):

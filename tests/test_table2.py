@@ -65,3 +65,14 @@ def test_every_preset_takes_overrides():
         )
         with torch.no_grad():
             assert net.eval()(torch.randn(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+
+
+def test_edge_preset_is_oriented_onenet_with_nothing_at_full_resolution():
+    from monai_onenet.networks.blocks import OrientedConv, SubpixelHead
+
+    net = create_onenet("onenet_edge_4", in_channels=1, out_channels=2)
+    assert len(net.stem) == 0 and isinstance(net.head, SubpixelHead)
+    assert all(isinstance(level.mixing, OrientedConv) for level in [*net.encoder_levels, *net.decoder_levels])
+    assert net.encoder_levels[0].convs[0].conv.in_channels == 4  # the unshuffled 1-channel input itself
+    with torch.no_grad():
+        assert net.eval()(torch.randn(1, 1, 96, 96)).shape == (1, 2, 96, 96)

@@ -68,6 +68,12 @@ ACCURACY_MODELS: Dict[str, AccuracyModel] = {
     "onenet_edge_4_w8": AccuracyModel(
         "onenet", _preset("onenet_edge_4", channels=(8, 32, 64, 128, 256)), "onenet_edge_4, top decoder width 8"
     ),
+    "onenet_edge_4_k3": AccuracyModel(
+        "onenet", _preset("onenet_edge_4", mixing_kernel_size=3), "onenet_edge_4 with oriented kernels of 3"
+    ),
+    "onenet_edge_4_ds": AccuracyModel(
+        "onenet", _preset("onenet_edge_4", deep_supervision=True), "onenet_edge_4 trained with deep supervision"
+    ),
 }
 """Benchmark name -> model. OneNet presets run at the edge widths 16..256 without deep supervision (top head only)."""
 
@@ -130,7 +136,8 @@ def train_one(
             index = order[first : first + batch_size]
             images, labels = data.train_images[index].to(device), data.train_labels[index].to(device)
             output = _segmentation(model(images))
-            loss = deep_loss(output, labels) if isinstance(output, list) else loss_fn(output, labels)
+            # MONAI's DeepSupervisionLoss resizes the labels with interpolate, which needs a float tensor.
+            loss = deep_loss(output, labels.float()) if isinstance(output, list) else loss_fn(output, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -183,14 +190,23 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
     )
     runs: Dict[str, List[Dict[str, Any]]] = {}
     params: Dict[str, int] = {}
+    os.makedirs(args.output_dir, exist_ok=True)
+    done = _finished_runs(args, device)
     for name in tqdm(args.models, desc="models", file=sys.stderr):
         for seed in args.seeds:
             set_determinism(seed)
             model = ACCURACY_MODELS[name].build(data.in_channels, data.num_classes)
             params[name] = sum(p.numel() for p in model.parameters())
-            result = train_one(
-                model, data, args.epochs, seed, device, args.batch_size, args.learning_rate, schedule=args.schedule
-            )
+            key = _run_key(args, device, name, seed)
+            if key in done:
+                result = done[key]
+                tqdm.write(f"{name} seed {seed}: kept from {_runs_file(args)}", file=sys.stderr)
+            else:
+                result = train_one(
+                    model, data, args.epochs, seed, device, args.batch_size, args.learning_rate, schedule=args.schedule
+                )
+                with open(_runs_file(args), "a") as log:
+                    log.write(json.dumps({"key": key, **result}) + "\n")
             runs.setdefault(name, []).append({"seed": seed, **result})
             tqdm.write(f"{name} seed {seed}: Dice per epoch {[round(d, 3) for d in result['curve']]}", file=sys.stderr)
     shape = (1, data.in_channels, args.latency_size, args.latency_size)
@@ -216,6 +232,29 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
         "val_cases": len(data.val_cases),
         "rows": rows,
     }
+
+
+def _runs_file(args: argparse.Namespace) -> str:
+    return os.path.join(args.output_dir, "finished_runs.jsonl")
+
+
+def _run_key(args: argparse.Namespace, device: torch.device, model: str, seed: int) -> str:
+    """What a finished (model, seed) run depends on; a rerun with the same key reuses it instead of training."""
+    settings = ("dataset_dir", "task", "size", "epochs", "batch_size", "learning_rate", "schedule", "val_frac")
+    return json.dumps({**{k: getattr(args, k) for k in settings}, "device": device.type, "model": model, "seed": seed})
+
+
+def _finished_runs(args: argparse.Namespace, device: torch.device) -> Dict[str, Dict[str, Any]]:
+    """Runs an interrupted earlier invocation finished (``finished_runs.jsonl`` in the output folder)."""
+    if args.fresh or not os.path.exists(_runs_file(args)):
+        return {}
+    finished = {}
+    with open(_runs_file(args)) as log:
+        for line in log:
+            if line.strip():
+                entry = json.loads(line)
+                finished[entry.pop("key")] = entry
+    return finished
 
 
 def _ensure_data(args: argparse.Namespace) -> bool:
@@ -284,6 +323,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument("--output_dir", default="runs/accuracy", help="table, JSON and plots go here")
     parser.add_argument("--json", metavar="PATH", help="also write the JSON here")
+    parser.add_argument(
+        "--fresh", action="store_true", help="retrain every run, ignoring runs an interrupted invocation finished"
+    )
     args = parser.parse_args(argv)
     if args.size % 32:
         parser.error(f"--size must be a multiple of 32 (UNeXt downsamples 5 times), got {args.size}")
@@ -301,7 +343,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             json.dump(result, out, indent=2)
     with open(os.path.join(args.output_dir, "accuracy.md"), "w") as out:
         out.write(table + "\n")
-    from monai_onenet.visualize.pareto import save_pareto
+    from monai_onenet.visualize import save_pareto, save_seed_curves
 
     save_pareto(result["rows"], os.path.join(args.output_dir, "pareto.png"))
+    save_seed_curves(result["rows"], os.path.join(args.output_dir, "curves.png"))
     return result

@@ -1,7 +1,7 @@
 """Pictures people would rather look at than read: overlays, training curves, Pareto plots (matplotlib, headless)."""
 
-from .curves import save_curves
+from .curves import save_curves, save_seed_curves
 from .overlay import save_overlay
 from .pareto import pareto_front, save_pareto
 
-__all__ = ["pareto_front", "save_curves", "save_overlay", "save_pareto"]
+__all__ = ["pareto_front", "save_curves", "save_overlay", "save_pareto", "save_seed_curves"]

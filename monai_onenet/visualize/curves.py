@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Mapping, Sequence
 
-__all__ = ["save_curves"]
+__all__ = ["save_curves", "save_seed_curves"]
 
 
 def save_curves(history: Sequence[Mapping[str, float]], path: str, metric_name: str = "val_mean_dice") -> str:
@@ -41,6 +41,44 @@ def save_curves(history: Sequence[Mapping[str, float]], path: str, metric_name: 
         )
         metric_axis.set_ylabel(metric_name, color="tab:red")
         metric_axis.set_ylim(0, 1)
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def save_seed_curves(rows: Sequence[Mapping], path: str) -> str:
+    """Validation Dice per epoch of several models, one panel each, one thin line per seed and their mean.
+
+    Args:
+        rows: the accuracy benchmark's rows; each has ``model`` and ``seeds`` (seed -> Dice per epoch).
+        path: the PNG to write.
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(len(rows), 4)
+    lines = (len(rows) + columns - 1) // columns
+    figure, axes = plt.subplots(lines, columns, figsize=(3.2 * columns, 2.6 * lines), squeeze=False, sharey=True)
+    for axis, row in zip(axes.flat, rows):
+        curves = list(row["seeds"].values())
+        for curve in curves:
+            axis.plot(range(1, len(curve) + 1), curve, color="grey", alpha=0.5, linewidth=1)
+        mean = [sum(values) / len(values) for values in zip(*curves)]
+        axis.plot(range(1, len(mean) + 1), mean, color="tab:red", linewidth=2)
+        axis.set_title(row["model"], fontsize=9)
+        axis.set_ylim(0, 1)
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(rows) :]:
+        axis.axis("off")
+    figure.supxlabel("epoch")
+    figure.supylabel("validation Dice")
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=100)

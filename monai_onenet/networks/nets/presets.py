@@ -89,6 +89,7 @@ def onenet_edge(
 
     Example::
 
+        >>> import torch
         >>> net = onenet_edge(in_channels=1, out_channels=2)
         >>> net.eval()(torch.randn(1, 1, 96, 96)).shape
         torch.Size([1, 2, 96, 96])
