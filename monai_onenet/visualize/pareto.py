@@ -54,8 +54,26 @@ def save_pareto(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -
                 capsize=3,
                 label=label,
             )
-    for row in rows:
-        axis.annotate(row["model"], (row["latency_ms"], row["dice_mean"]), textcoords="offset points", xytext=(4, 4))
+    # Labels go right of their point; one that would overlap a label already placed moves down a line.
+    figure.canvas.draw()
+    points_per_pixel = 72.0 / figure.dpi
+    boxes: List[tuple] = []
+    for row in sorted(rows, key=lambda r: (-r["dice_mean"], r["latency_ms"])):
+        px, py = (v * points_per_pixel for v in axis.transData.transform((row["latency_ms"], row["dice_mean"])))
+        width, height, offset = 5.4 * len(row["model"]), 10.0, 4.0
+        while any(
+            px + 4 < bx + bw and bx < px + 4 + width and py + offset < by + height and by < py + offset + height
+            for bx, by, bw in boxes
+        ):
+            offset -= height + 1
+        boxes.append((px + 4, py + offset, width))
+        axis.annotate(
+            row["model"],
+            (row["latency_ms"], row["dice_mean"]),
+            textcoords="offset points",
+            xytext=(4, offset),
+            fontsize=9,
+        )
     by_name = {r["model"]: r for r in rows}
     front = [by_name[name] for name in pareto_front(rows)]
     axis.plot(
