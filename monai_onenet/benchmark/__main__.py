@@ -29,6 +29,7 @@ from monai_onenet.benchmark.measure import (
     measure_latencies,
     measure_memory,
     onnxruntime_runner,
+    resolve_device,
 )
 from monai_onenet.benchmark.models import TABLE2, benchmark_models
 
@@ -96,8 +97,7 @@ def _in_process(request: Dict[str, Any], args: argparse.Namespace, device: str) 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Measure every selected model; returns ``{"device", "threads", "rows": [...]}``."""
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
+    device = str(resolve_device(args.device))
     args.threads = args.threads or torch.get_num_threads()
     args.repeats = args.repeats or (2 if args.quick else 7)
     torch.set_num_threads(args.threads)

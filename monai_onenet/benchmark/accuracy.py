@@ -27,7 +27,7 @@ from monai.networks.utils import one_hot
 from monai.utils import set_determinism
 from tqdm import tqdm
 
-from monai_onenet.benchmark.measure import inference_runner, measure_latencies
+from monai_onenet.benchmark.measure import inference_runner, measure_latencies, resolve_device
 from monai_onenet.benchmark.peers import unext
 from monai_onenet.benchmark.slices import SliceSet, load_slice_set
 from monai_onenet.networks import create_onenet
@@ -173,9 +173,7 @@ def _summarise(name: str, runs: List[Dict[str, Any]], params: int, latency_ms: f
 
 def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
     """Train and measure every model of ``args.models`` for every seed; returns ``{"rows": [...], ...}``."""
-    device = torch.device(
-        "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
-    )
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     unknown = [m for m in args.models if m not in ACCURACY_MODELS]
@@ -334,8 +332,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
-    result = run_accuracy(args)
-    os.makedirs(args.output_dir, exist_ok=True)
+    result = run_accuracy(args)  # creates output_dir
     table = markdown_table(result)
     print(table)
     for path in filter(None, [os.path.join(args.output_dir, "accuracy.json"), args.json]):

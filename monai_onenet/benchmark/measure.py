@@ -34,12 +34,20 @@ __all__ = [
     "onnxruntime_runner",
     "peak_memory_mb",
     "peak_rss_mb",
+    "resolve_device",
 ]
 
 # glibc's adaptive mmap threshold moves after large frees, so one model's latency moved from 246 to 443 ms between
 # runs. Fixed thresholds keep large blocks on the heap, reused without page faults, and never trimmed mid-run.
 ONNXRUNTIME_SUFFIX = "@onnxruntime"
 ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(64 * 1024**3)}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else the CPU; any other name (``"cpu"``, ``"cuda:1"``) as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def _read_status_kb(field: str) -> int:

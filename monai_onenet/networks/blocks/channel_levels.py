@@ -63,6 +63,8 @@ class ChannelConv(Convolution):
         bias: bool = True,
         adn_ordering: str = "ADN",
     ):
+        if adn_ordering not in ADN_ORDERINGS:
+            raise ValueError(f"adn_ordering must be one of {ADN_ORDERINGS}, got {adn_ordering!r}.")
         super().__init__(
             spatial_dims,
             in_channels,
@@ -74,8 +76,6 @@ class ChannelConv(Convolution):
             bias=bias,
             adn_ordering=adn_ordering,
         )
-        if adn_ordering not in ADN_ORDERINGS:
-            raise ValueError(f"adn_ordering must be one of {ADN_ORDERINGS}, got {adn_ordering!r}.")
         if adn_ordering == "NDA":
             self.adn.__class__ = NormFirstADN
 
