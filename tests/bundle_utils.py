@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import List, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLES = {"heart": REPO / "bundles" / "onenet_heart", "brain": REPO / "bundles" / "onenet_brain"}
+BUNDLES = {name: REPO / "bundles" / f"onenet_{name}" for name in ("heart", "brain", "pet", "voc")}
 TASKS = {"heart": "Task02_Heart", "brain": "Task01_BrainTumour"}
 SCHEMA = REPO.parent / "shared" / "monai" / "meta_schema_20240725.json"
 # Small enough for CI: 32x32 slices, a narrow OneNet; the wiring is what these tests check.

@@ -7,9 +7,9 @@ import pytest
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from PIL import Image
 
-from monai_onenet.data.demo_2d import PET_BREEDS, write_demo_pet, write_demo_voc
+from monai_onenet.data.demo_2d import write_demo_pet, write_demo_voc
 from monai_onenet.data.folder import folder_datalist
-from monai_onenet.data.pet import pet_datalist
+from monai_onenet.data.pet import PET_BREEDS, pet_datalist
 from monai_onenet.data.voc import VOC_IGNORE, voc_datalist
 from monai_onenet.transforms import LoadVolumed, PetTargetd
 

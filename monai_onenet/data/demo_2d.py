@@ -20,52 +20,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
-__all__ = ["PET_BREEDS", "write_demo_pet", "write_demo_voc"]
+from .pet import PET_BREEDS, PET_CATS, PET_DOGS
+
+__all__ = ["write_demo_pet", "write_demo_voc"]
 
 PathLike = Union[str, os.PathLike]
-_CATS = (
-    "Abyssinian",
-    "Bengal",
-    "Birman",
-    "Bombay",
-    "British_Shorthair",
-    "Egyptian_Mau",
-    "Maine_Coon",
-    "Persian",
-    "Ragdoll",
-    "Russian_Blue",
-    "Siamese",
-    "Sphynx",
-)
-_DOGS = (
-    "american_bulldog",
-    "american_pit_bull_terrier",
-    "basset_hound",
-    "beagle",
-    "boxer",
-    "chihuahua",
-    "english_cocker_spaniel",
-    "english_setter",
-    "german_shorthaired",
-    "great_pyrenees",
-    "havanese",
-    "japanese_chin",
-    "keeshond",
-    "leonberger",
-    "miniature_pinscher",
-    "newfoundland",
-    "pomeranian",
-    "pug",
-    "saint_bernard",
-    "samoyed",
-    "scottish_terrier",
-    "shiba_inu",
-    "staffordshire_bull_terrier",
-    "wheaten_terrier",
-    "yorkshire_terrier",
-)
-# The official CLASS-ID order: breed names sorted without regard to case; cats are capitalised.
-PET_BREEDS: Tuple[str, ...] = tuple(sorted(_CATS + _DOGS, key=str.lower))
 
 
 def _blob(
@@ -122,11 +81,11 @@ def write_demo_pet(
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / "trimaps").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    cats_seen, dogs_seen = sorted(_CATS, key=str.lower), sorted(_DOGS, key=str.lower)
+    cats_seen, dogs_seen = sorted(PET_CATS, key=str.lower), sorted(PET_DOGS, key=str.lower)
     rows: List[Tuple[str, str]] = []
     test_count = max(1, round(images_per_breed * test_fraction)) if images_per_breed > 1 else 0
     for class_id, breed in enumerate(PET_BREEDS, start=1):
-        species = 1 if breed in _CATS else 2
+        species = 1 if breed in PET_CATS else 2
         breed_id = (cats_seen if species == 1 else dogs_seen).index(breed) + 1
         for number in range(1, images_per_breed + 1):
             name = f"{breed}_{number}"

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
-__all__ = ["IMAGE_SUFFIXES", "folder_datalist"]
+__all__ = ["IMAGE_SUFFIXES", "folder_datalist", "image_inputs"]
 
 PathLike = Union[str, os.PathLike]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz")
@@ -76,3 +76,26 @@ def folder_datalist(
         for item in items:
             item["class_label"] = labels[item["name"]]
     return items
+
+
+def image_inputs(input_path: Optional[PathLike], default: Sequence[Dict[str, object]] = ()) -> List[Dict[str, object]]:
+    """The pictures to predict: ``input_path`` (an image file or a folder of them), else ``default`` (a dataset's
+    test split), as ``[{"image": path, "name": stem}, ...]``.
+
+    Raises:
+        FileNotFoundError: ``input_path`` does not exist, or there is nothing to predict.
+
+    Example:
+        >>> image_inputs("", [{"image": "a.jpg", "name": "a", "label": "a.png"}])
+        [{'image': 'a.jpg', 'name': 'a'}]
+    """
+    if input_path:
+        source = Path(input_path)
+        if source.is_file():
+            return [{"image": str(source), "name": _stem(source)}]
+        if not source.is_dir():
+            raise FileNotFoundError(f"--input {source}: no such file or folder.")
+        return [{"image": str(path), "name": stem} for stem, path in _images(source, IMAGE_SUFFIXES).items()]
+    if not default:
+        raise FileNotFoundError("nothing to predict: give --input (an image or a folder of images).")
+    return [{"image": str(item["image"]), "name": item["name"]} for item in default]

@@ -15,6 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import nibabel as nib
 import numpy as np
 
+from monai_onenet.config_values import flag
+
 from .files import require_files
 
 __all__ = [
@@ -133,7 +135,7 @@ def check_msd_dataset(
         >>> check_msd_dataset(root, "Task02_Heart", in_channels=1)
         2
     """
-    if download:
+    if flag(download, "download"):
         Path(dataset_dir).mkdir(parents=True, exist_ok=True)  # DecathlonDataset needs root_dir to exist
         return 0
     folder = Path(dataset_dir) / task

@@ -13,16 +13,109 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Dict, List, Tuple, Union
+
+from monai_onenet.config_values import flag
 
 from .files import require_files
 
-__all__ = ["PET_TARGETS", "pet_datalist", "find_pet_root", "read_pet_list"]
+__all__ = [
+    "PET_BREEDS",
+    "PET_CATS",
+    "PET_DOGS",
+    "PET_IGNORE",
+    "PET_TARGETS",
+    "check_pet",
+    "find_pet_root",
+    "pet_class_names",
+    "pet_datalist",
+    "read_pet_list",
+]
 
 PathLike = Union[str, os.PathLike]
 PET_TARGETS = ("trimap", "breed")
+PET_IGNORE = 255
+# The official archives (MD5 as torchvision pins them).
+PET_ARCHIVES = (
+    ("https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz", "5c4f3ee8e5d25df40f4fd59a7f44e54c"),
+    ("https://www.robots.ox.ac.uk/~vgg/data/pets/data/annotations.tar.gz", "95a8c909bbe2e81eed6a22bccdf3f68f"),
+)
+
 # Trimap values to the "trimap" target's classes: background 0, pet 1, border 2.
 TRIMAP_CLASSES = {2: 0, 1: 1, 3: 2}
+
+PET_CATS = (
+    "Abyssinian",
+    "Bengal",
+    "Birman",
+    "Bombay",
+    "British_Shorthair",
+    "Egyptian_Mau",
+    "Maine_Coon",
+    "Persian",
+    "Ragdoll",
+    "Russian_Blue",
+    "Siamese",
+    "Sphynx",
+)
+PET_DOGS = (
+    "american_bulldog",
+    "american_pit_bull_terrier",
+    "basset_hound",
+    "beagle",
+    "boxer",
+    "chihuahua",
+    "english_cocker_spaniel",
+    "english_setter",
+    "german_shorthaired",
+    "great_pyrenees",
+    "havanese",
+    "japanese_chin",
+    "keeshond",
+    "leonberger",
+    "miniature_pinscher",
+    "newfoundland",
+    "pomeranian",
+    "pug",
+    "saint_bernard",
+    "samoyed",
+    "scottish_terrier",
+    "shiba_inu",
+    "staffordshire_bull_terrier",
+    "wheaten_terrier",
+    "yorkshire_terrier",
+)
+# CLASS-ID order (1..37): breed names sorted without regard to case; cats are capitalised.
+PET_BREEDS: Tuple[str, ...] = tuple(sorted(PET_CATS + PET_DOGS, key=str.lower))
+
+
+def pet_class_names(target: str = "trimap") -> List[str]:
+    """The segmentation classes of a Pet target: background first.
+
+    Example:
+        >>> pet_class_names("trimap"), len(pet_class_names("breed")), pet_class_names("breed")[1]
+        (['background', 'pet', 'border'], 38, 'Abyssinian')
+    """
+    if target not in PET_TARGETS:
+        raise ValueError(f"target must be one of {PET_TARGETS}, got {target!r}")
+    return ["background", "pet", "border"] if target == "trimap" else ["background", *PET_BREEDS]
+
+
+def check_pet(root: PathLike, download: bool = False) -> Path:
+    """Find Pet under ``root`` (see :func:`find_pet_root`); with ``download``, fetch and unpack the official
+    archives into ``root/oxford-iiit-pet`` first when it is absent (about 800 MB)."""
+    try:
+        return find_pet_root(root)
+    except FileNotFoundError:
+        if not flag(download, "download"):
+            raise
+    from monai.apps import download_and_extract
+
+    target = Path(root) / "oxford-iiit-pet"
+    for url, md5 in PET_ARCHIVES:
+        archive = target / url.rsplit("/", 1)[-1]
+        download_and_extract(url, str(archive), str(target), hash_val=md5, hash_type="md5")
+    return find_pet_root(root)
 
 
 def find_pet_root(root: PathLike) -> Path:

@@ -13,12 +13,18 @@ import os
 from pathlib import Path
 from typing import Dict, List, Union
 
+from monai_onenet.config_values import flag
+
 from .files import require_files
 
-__all__ = ["VOC_CLASSES", "VOC_IGNORE", "find_voc_root", "voc_datalist"]
+__all__ = ["VOC_CLASSES", "VOC_IGNORE", "check_voc", "find_voc_root", "voc_datalist"]
 
 PathLike = Union[str, os.PathLike]
 VOC_IGNORE = 255
+VOC_ARCHIVE = (
+    "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+    "6cd6e144f989b92b3379bac3b3de84fd",
+)
 VOC_CLASSES = (
     "background",
     "aeroplane",
@@ -55,6 +61,21 @@ def find_voc_root(root: PathLike) -> Path:
         "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/, or generate demo data: "
         f"`python -m monai_onenet.data.demo_2d --dataset voc --out {root}`."
     )
+
+
+def check_voc(root: PathLike, download: bool = False) -> Path:
+    """Find VOC 2012 under ``root`` (see :func:`find_voc_root`); with ``download``, fetch and unpack the official
+    train/val archive (about 2 GB) into ``root`` first when it is absent."""
+    try:
+        return find_voc_root(root)
+    except FileNotFoundError:
+        if not flag(download, "download"):
+            raise
+    from monai.apps import download_and_extract
+
+    url, md5 = VOC_ARCHIVE
+    download_and_extract(url, str(Path(root) / url.rsplit("/", 1)[-1]), str(root), hash_val=md5, hash_type="md5")
+    return find_voc_root(root)
 
 
 def voc_datalist(root: PathLike, split: str = "train") -> List[Dict[str, str]]:

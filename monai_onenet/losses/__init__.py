@@ -1,5 +1,6 @@
 """Losses MONAI does not have."""
 
 from .ignore_value import IgnoreValueDiceCELoss
+from .unified import UnifiedLoss
 
-__all__ = ["IgnoreValueDiceCELoss"]
+__all__ = ["IgnoreValueDiceCELoss", "UnifiedLoss"]

@@ -9,6 +9,11 @@ Definitions (also in the bundles' docs):
 * **mAP@0.5**: for each foreground class, the share of cases in which the class is present (in the ground
   truth or the prediction) whose IoU exceeds 0.5, i.e. the precision of "found the structure" decisions at
   the 0.5 IoU threshold; averaged over foreground classes.
+* **pooled** (``pooled=True``; the PASCAL VOC convention, used by the Pet and VOC bundles): per class, IoU is the
+  dataset's total intersection over its total union, and Dice ``2 I / (U + I)`` from the same totals; classes
+  that occur nowhere (neither in a label nor in a prediction) are left out of the means. Per-case averaging
+  would score every absent class of every picture as a perfect 1, which drowns the real classes when a picture
+  holds one or two of 21 or 38.
 * **ignored voxels** (``ignore_value``, e.g. VOC's 255 object borders) count in no metric.
 * **regions** (brain tumour): unions of classes (e.g. whole tumour = edema + non-enhancing + enhancing),
   scored with Dice and IoU like a class.
@@ -26,12 +31,14 @@ __all__ = ["case_metrics", "aggregate_case_metrics"]
 
 
 def _overlap(pred: torch.Tensor, truth: torch.Tensor) -> Dict[str, float]:
-    """Dice, IoU and presence of one binary structure; ``pred`` and ``truth`` are bool ``(*spatial)``."""
+    """Dice, IoU, presence and voxel counts of one binary structure; ``pred`` and ``truth`` are bool ``(*spatial)``."""
     as_batch = (pred[None, None].float(), truth[None, None].float())
     return {
         "dice": float(compute_dice(*as_batch, include_background=True, ignore_empty=False)),
         "iou": float(compute_iou(*as_batch, include_background=True, ignore_empty=False)),
         "present": float(bool(pred.any() or truth.any())),
+        "intersection": float((pred & truth).sum()),
+        "union": float((pred | truth).sum()),
     }
 
 
@@ -52,8 +59,8 @@ def case_metrics(
         ignore_value: a label value (with index labels) whose voxels no metric counts.
 
     Returns:
-        A flat dict: ``cross_entropy`` and ``dice/<name>``, ``iou/<name>``, ``present/<name>`` per foreground
-        class and region.
+        A flat dict: ``cross_entropy`` and ``dice/<name>``, ``iou/<name>``, ``present/<name>``,
+        ``intersection/<name>``, ``union/<name>`` (voxel counts) per foreground class and region.
 
     Example:
         >>> import torch
@@ -84,10 +91,24 @@ def _mean(values: List[float]) -> float:
     return sum(finite) / len(finite) if finite else float("nan")
 
 
+def _pooled(cases: Sequence[Mapping[str, float]], name: str) -> Dict[str, float]:
+    intersection = sum(case[f"intersection/{name}"] for case in cases)
+    union = sum(case[f"union/{name}"] for case in cases)
+    if union == 0:
+        return {"dice": float("nan"), "iou": float("nan")}
+    return {"dice": 2 * intersection / (union + intersection), "iou": intersection / union}
+
+
 def aggregate_case_metrics(
-    cases: Sequence[Mapping[str, float]], class_names: Sequence[str], regions: Optional[Mapping] = None
+    cases: Sequence[Mapping[str, float]],
+    class_names: Sequence[str],
+    regions: Optional[Mapping] = None,
+    pooled: bool = False,
 ) -> Dict[str, object]:
     """The dataset summary of :func:`case_metrics` results.
+
+    ``pooled=False`` averages Dice and IoU over cases (medical volumes); ``pooled=True`` divides the dataset's
+    total intersection by its total union per class (the VOC convention, see the module docstring).
 
     Returns:
         ``{"mean_dice", "miou", "map50", "cross_entropy", "dice": {name: ...}, "iou": {...}, "ap50": {...},
@@ -101,14 +122,20 @@ def aggregate_case_metrics(
         (0.75, 0.5, 0.3)
     """
     foreground = list(class_names[1:])
-    dice = {name: _mean([case[f"dice/{name}"] for case in cases]) for name in foreground}
-    iou = {name: _mean([case[f"iou/{name}"] for case in cases]) for name in foreground}
+    if pooled:
+        totals = {name: _pooled(cases, name) for name in foreground}
+        dice = {name: totals[name]["dice"] for name in foreground}
+        iou = {name: totals[name]["iou"] for name in foreground}
+    else:
+        dice = {name: _mean([case[f"dice/{name}"] for case in cases]) for name in foreground}
+        iou = {name: _mean([case[f"iou/{name}"] for case in cases]) for name in foreground}
     ap50 = {}
     for name in foreground:
         present = [case for case in cases if case[f"present/{name}"]]
         ap50[name] = _mean([float(case[f"iou/{name}"] > 0.5) for case in present]) if present else float("nan")
     summary: Dict[str, object] = {
         "cases": len(cases),
+        "pooled": pooled,
         "mean_dice": _mean(list(dice.values())),
         "miou": _mean(list(iou.values())),
         "map50": _mean(list(ap50.values())),
@@ -119,7 +146,9 @@ def aggregate_case_metrics(
     }
     if regions:
         summary["regions"] = {
-            name: {"dice": _mean([c[f"dice/{name}"] for c in cases]), "iou": _mean([c[f"iou/{name}"] for c in cases])}
+            name: _pooled(cases, name)
+            if pooled
+            else {"dice": _mean([c[f"dice/{name}"] for c in cases]), "iou": _mean([c[f"iou/{name}"] for c in cases])}
             for name in regions
         }
     return summary

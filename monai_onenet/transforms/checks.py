@@ -26,6 +26,7 @@ class CheckSegmentationPaird(MapTransform):
         label_key: key of the label, shape ``(1, *spatial)``; a missing label (inference) is allowed.
         in_channels: channels the network expects.
         num_classes: labels must lie in ``0 .. num_classes - 1``.
+        ignore_value: one more allowed label value, that the loss and the metrics skip (VOC's 255 borders).
 
     Example:
         >>> import torch
@@ -37,12 +38,20 @@ class CheckSegmentationPaird(MapTransform):
         ValueError: <label>: label values [5] are not classes of this task (0..1). ...
     """
 
-    def __init__(self, image_key: str, label_key: Optional[str], in_channels: int, num_classes: int) -> None:
+    def __init__(
+        self,
+        image_key: str,
+        label_key: Optional[str],
+        in_channels: int,
+        num_classes: int,
+        ignore_value: Optional[int] = None,
+    ) -> None:
         super().__init__([image_key] + ([label_key] if label_key else []), allow_missing_keys=True)
         self.image_key = image_key
         self.label_key = label_key
         self.in_channels = in_channels
         self.num_classes = num_classes
+        self.ignore_value = ignore_value
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> Mapping[Hashable, torch.Tensor]:
         image = data[self.image_key]
@@ -63,10 +72,13 @@ class CheckSegmentationPaird(MapTransform):
             )
         values = torch.unique(torch.as_tensor(label))
         bad = values[(values != values.round()) | (values < 0) | (values >= self.num_classes)]
+        if self.ignore_value is not None:
+            bad = bad[bad != self.ignore_value]
         if bad.numel():
             shown = [int(v) if float(v).is_integer() else float(v) for v in bad[:8].tolist()]
+            allowed = f"0..{self.num_classes - 1}" + ("" if self.ignore_value is None else f" or {self.ignore_value}")
             raise ValueError(
-                f"{name}: label values {shown} are not classes of this task (0..{self.num_classes - 1}). "
+                f"{name}: label values {shown} are not classes of this task ({allowed}). "
                 "Fix the label file, or the task's classes."
             )
         return data

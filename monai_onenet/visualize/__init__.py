@@ -1,7 +1,8 @@
-"""Pictures people would rather look at than read: overlays, training curves, Pareto plots (matplotlib, headless)."""
+"""Pictures people would rather look at than read: overlays, curves, Pareto plots, confusion (matplotlib, headless)."""
 
+from .confusion import save_confusion
 from .curves import save_curves, save_seed_curves
 from .overlay import save_overlay
 from .pareto import pareto_front, save_pareto
 
-__all__ = ["pareto_front", "save_curves", "save_overlay", "save_pareto", "save_seed_curves"]
+__all__ = ["pareto_front", "save_confusion", "save_curves", "save_overlay", "save_pareto", "save_seed_curves"]

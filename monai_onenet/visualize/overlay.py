@@ -28,6 +28,7 @@ def save_overlay(
     class_names: Sequence[str] = (),
     count: int = 3,
     title: str = "",
+    photo: bool = False,
 ) -> str:
     """Save a PNG of ``count`` axial slices: the first image channel in grey, ground truth outlined in green,
     the prediction filled in colour.
@@ -40,6 +41,8 @@ def save_overlay(
         class_names: for the legend.
         count: slices to show for a 3D volume.
         title: figure title (e.g. the case name and its Dice).
+        photo: a 2D picture in row-major ``(H, W)`` order (Pet, VOC): drawn top-left first, in colour when it has
+            3 channels (values in [0, 1]). Otherwise volumes (and 2D slices) are drawn as MONAI's RAS arrays.
 
     Returns:
         ``path``.
@@ -49,6 +52,8 @@ def save_overlay(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if photo:
+        return _save_photo_overlay(image, label, pred, path, class_names, title)
     grey = np.asarray(image[0].detach().float().cpu())
     pred_np = np.asarray(pred[0].detach().cpu()).astype(np.int64)
     truth = None if label is None else np.asarray(label[0].detach().cpu()).astype(np.int64)
@@ -66,8 +71,14 @@ def save_overlay(
             axis.contour(truth[..., z].T > 0, levels=[0.5], colors="lime", linewidths=0.8, origin="lower")
         axis.set_title(f"slice {z}", fontsize=8)
         axis.axis("off")
-    legend = "fill: prediction" + ("; green outline: ground truth" if truth is not None else "")
-    if class_names:
+    return _finish(figure, path, title, class_names, truth is not None)
+
+
+def _finish(figure, path: str, title: str, class_names: Sequence[str], with_truth: bool) -> str:
+    import matplotlib.pyplot as plt
+
+    legend = "fill: prediction" + ("; green outline: ground truth" if with_truth else "")
+    if class_names and len(class_names) <= 12:
         legend += " (" + ", ".join(f"{c}={n}" for c, n in enumerate(class_names) if c) + ")"
     figure.suptitle(f"{title}\n{legend}" if title else legend, fontsize=8)
     figure.tight_layout()
@@ -75,3 +86,27 @@ def save_overlay(
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def _save_photo_overlay(image, label, pred, path: str, class_names: Sequence[str], title: str) -> str:
+    """The picture, the prediction filled over it, and the ground truth outlined, side by side."""
+    import matplotlib.pyplot as plt
+
+    picture = np.asarray(image.detach().float().cpu())
+    picture = np.clip(np.moveaxis(picture, 0, -1), 0, 1) if picture.shape[0] == 3 else picture[0]
+    pred_np = np.asarray(pred[0].detach().cpu()).astype(np.int64)
+    panels = 2 if label is None else 3
+    figure, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.6), squeeze=False)
+    colours = plt.get_cmap("tab20")
+    for axis, name in zip(axes[0], ("image", "prediction", "ground truth")):
+        axis.imshow(picture, cmap=None if picture.ndim == 3 else "gray")
+        axis.set_title(name, fontsize=8)
+        axis.axis("off")
+    fill = dict(cmap=colours, vmin=0, vmax=19, alpha=0.5, interpolation="nearest")
+    axes[0][1].imshow(np.ma.masked_equal(pred_np, 0), **fill)
+    if label is not None:
+        truth = np.asarray(label[0].detach().cpu()).astype(np.int64)
+        axes[0][2].imshow(np.ma.masked_equal(truth, 0), **fill)
+        if truth.any():
+            axes[0][1].contour(truth > 0, levels=[0.5], colors="lime", linewidths=0.8)
+    return _finish(figure, path, title, class_names, label is not None)
