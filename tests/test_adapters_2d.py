@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
@@ -147,3 +150,36 @@ def test_demo_cli_writes_the_layout(tmp_path, dataset, folder):
 
     main(["--dataset", dataset, "--out", str(tmp_path), "--size", "32", "--count", "2"])
     assert list((tmp_path / folder).glob("*.jpg"))
+
+
+@pytest.mark.parametrize("dataset", ["pet", "voc"])
+def test_download_fetches_the_official_archives_when_the_dataset_is_absent(tmp_path, monkeypatch, dataset):
+    """``check_pet`` / ``check_voc`` with ``download``: the network is replaced by a function that writes the demo
+    tree where the real archives unpack; the URLs and MD5s are the official ones."""
+    import monai.apps
+
+    from monai_onenet.data.pet import PET_ARCHIVES, check_pet
+    from monai_onenet.data.voc import VOC_ARCHIVE, check_voc
+
+    fetched = []
+
+    def fake_download_and_extract(url, filepath, output_dir, hash_val=None, hash_type="md5", **kwargs):
+        """Unpack where the real archives put their folders: Pet's images/ and annotations/ right in output_dir,
+        VOC's VOCdevkit/ in output_dir."""
+        fetched.append((url, hash_val))
+        staging = tmp_path / "staging"
+        if dataset == "pet" and not fetched[1:]:
+            for sub in ("images", "annotations"):
+                shutil.copytree(write_demo_pet(staging, images_per_breed=1, size=32) / sub, Path(output_dir) / sub)
+        elif dataset == "voc":
+            shutil.copytree(write_demo_voc(staging, num_images=2, size=32).parent, Path(output_dir) / "VOCdevkit")
+
+    monkeypatch.setattr(monai.apps, "download_and_extract", fake_download_and_extract)
+    check, archives = (check_pet, list(PET_ARCHIVES)) if dataset == "pet" else (check_voc, [VOC_ARCHIVE])
+    with pytest.raises(FileNotFoundError, match="not found"):
+        check(tmp_path, download="false")
+    assert not fetched
+    found = check(tmp_path, download=True)
+    assert fetched == archives and found.is_dir()
+    check(tmp_path, download=True)  # present now: nothing fetched again
+    assert len(fetched) == len(archives)

@@ -128,7 +128,7 @@ def test_ckpt_export_gives_torchscript_that_predicts_like_the_checkpoint(trained
     torch.testing.assert_close(scripted(x), eager.eval()(x), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("bundle", ["heart", "brain"])
+@pytest.mark.parametrize("bundle", ["heart", "brain", "pet", "voc"])
 def test_metadata_and_network_io_verify(bundle):
     configs_dir = BUNDLES[bundle] / "configs"
     verify_metadata(meta_file=str(configs_dir / "metadata.json"), filepath=str(SCHEMA))
@@ -138,23 +138,36 @@ def test_metadata_and_network_io_verify(bundle):
         config_file=str(configs_dir / "inference.json"),
         n=2,
         any=16,
+        **({"classify": False} if bundle == "pet" else {}),  # the metadata describes the segmentation output
     )
 
 
-@pytest.mark.parametrize("bundle", ["heart", "brain"])
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_train_and_inference_configs_build_the_same_network(bundle, spatial_dims):
+NETWORK_SETTINGS = [
+    ("heart", {"spatial_dims": 2}),
+    ("heart", {"spatial_dims": 3}),
+    ("brain", {"spatial_dims": 2}),
+    ("brain", {"spatial_dims": 3}),
+    ("pet", {"classify": True}),
+    ("pet", {"classify": False}),
+    ("voc", {}),
+]
+
+
+@pytest.mark.parametrize("bundle, overrides", NETWORK_SETTINGS)
+def test_train_and_inference_configs_build_the_same_network(bundle, overrides):
+    """MONAI Label reads only inference.json: it must build the network train.json trained."""
     nets = []
     for name in ("train.json", "inference.json"):
         parser = ConfigParser()
         parser.read_config(str(BUNDLES[bundle] / "configs" / name))
-        parser["spatial_dims"] = spatial_dims
+        parser.update(overrides)
         nets.append(parser.get_parsed_content("network_def"))
     train_net, infer_net = nets
     assert repr(train_net) == repr(infer_net)
     assert {k: v.shape for k, v in train_net.state_dict().items()} == {
         k: v.shape for k, v in infer_net.state_dict().items()
     }
+    assert (train_net.classifier is not None) == overrides.get("classify", False)
 
 
 def test_bundles_differ_only_in_task_settings():

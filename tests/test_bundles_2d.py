@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 
 import numpy as np
 import pytest
 import torch
-from bundle_utils import BUNDLES, SCHEMA, configs, run_bundle
-from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
+from bundle_utils import BUNDLES, REPO, configs, run_bundle
+from monai.bundle import ConfigParser
 from PIL import Image
 
 import monai_onenet  # noqa: F401  (registers OneNet for the configs)
@@ -107,34 +108,6 @@ def test_missing_dataset_names_the_fix(tmp_path):
     assert "PASCAL VOC 2012 not found" in result.stderr and "demo_2d --dataset voc" in result.stderr
 
 
-@pytest.mark.parametrize("bundle", ["pet", "voc"])
-def test_metadata_and_network_io_verify(bundle):
-    configs_dir = BUNDLES[bundle] / "configs"
-    verify_metadata(meta_file=str(configs_dir / "metadata.json"), filepath=str(SCHEMA))
-    verify_net_in_out(
-        net_id="network_def",
-        meta_file=str(configs_dir / "metadata.json"),
-        config_file=str(configs_dir / "inference.json"),
-        n=2,
-        any=16,
-        **({"classify": False} if bundle == "pet" else {}),
-    )
-
-
-@pytest.mark.parametrize("bundle", ["pet", "voc"])
-@pytest.mark.parametrize("classify", [True, False])
-def test_train_and_inference_configs_build_the_same_network(bundle, classify):
-    nets = []
-    for name in ("train.json", "inference.json"):
-        parser = ConfigParser()
-        parser.read_config(str(BUNDLES[bundle] / "configs" / name))
-        if bundle == "pet":
-            parser["classify"] = classify
-        nets.append(parser.get_parsed_content("network_def"))
-    assert repr(nets[0]) == repr(nets[1])
-    assert (nets[0].classifier is not None) == (bundle == "pet" and classify)
-
-
 SHARED_BLOCKS = (
     "optimizer",
     "lr_scheduler",
@@ -162,3 +135,34 @@ def test_engine_wiring_is_the_heart_bundles(bundle):
     trainer = block(bundle, "train#trainer")
     trainer.pop("prepare_batch", None)  # Pet's unified batches: image, (label, breed)
     assert trainer == block("heart", "train#trainer")
+
+
+def test_two_process_ddp_trains_the_unified_pet_bundle(demo_2d_root, tmp_path):
+    """`torchrun --nproc_per_node 2` with gloo: segmentation + classification under DistributedDataParallel."""
+    args = common(demo_2d_root, tmp_path, "--epochs", "1", "--val_interval", "1")
+    command = [
+        "torchrun",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        configs("pet", "train.json", "multi_gpu_train.json"),
+        *args,
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1] and 0 <= history[0]["val_miou"] <= 1
+    state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu")
+    assert any(key.startswith("classifier") for key in state)  # saved unwrapped, head included
+
+
+def test_resuming_with_another_network_names_the_clash(trained, demo_2d_root):
+    bundle, output_dir, _ = trained
+    args = common(demo_2d_root, output_dir, "--epochs", "3", "--network_def#channels", "[8,16,32,64,64]")
+    result = run_bundle("training", configs(bundle, "train.json"), args, check=False)
+    assert result.returncode != 0
+    assert "holds a run of a different network" in result.stderr and "--output_dir" in result.stderr

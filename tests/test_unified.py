@@ -103,6 +103,12 @@ def test_holdout_is_a_reproducible_partition(stratify):
         assert sorted(i["breed"] for i in val) == sorted(list(range(7)) * 2)
 
 
+def test_holdout_still_validates_when_every_group_has_one_item():
+    items = [{"name": i, "breed": i} for i in range(37)]
+    val = holdout(items, "validation", 0.1, stratify_key="breed")
+    assert len(val) == 4 and len(holdout(items, "training", 0.1, stratify_key="breed")) == 33
+
+
 @pytest.mark.parametrize("kwargs, message", [({"section": "test"}, "section"), ({"val_fraction": 1.0}, "val_fraction")])
 def test_holdout_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -125,6 +131,8 @@ def test_pooled_metrics_do_not_count_absent_classes_as_perfect():
     assert pooled["iou"] == {"a": 0.0, "b": 1.0, "c": pytest.approx(float("nan"), nan_ok=True)}
     assert pooled["miou"] == 0.5 and per_case["miou"] == pytest.approx((0.5 + 1.0 + 1.0) / 3)
     assert pooled["dice"]["b"] == 1.0 and pooled["pooled"] is True
+    # background: intersection 8 + 8, union 16 (picture one predicts all 16 pixels background) + 8
+    assert pooled["miou_with_background"] == pytest.approx((16 / 24 + 0.0 + 1.0) / 3)
 
 
 @pytest.mark.parametrize("pooled", [False, True])
@@ -250,6 +258,10 @@ def test_image_inputs_reads_a_file_a_folder_or_the_default(odd_picture, tmp_path
         image_inputs(str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="give --input"):
         image_inputs("")
+    volume = tmp_path / "scan.nii.gz"
+    volume.write_bytes(b"")
+    with pytest.raises(ValueError, match="not a picture this bundle reads"):
+        image_inputs(str(volume))
 
 
 def test_pet_class_names():
@@ -257,3 +269,34 @@ def test_pet_class_names():
     assert len(pet_class_names("breed")) == 38
     with pytest.raises(ValueError, match="target"):
         pet_class_names("species")
+
+
+def _score_on_rank(rank: int, port: int, probs, labels, results) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        score = SegmentationScore("miou", ["background", "x", "y"], pooled=True)
+        score.reset()
+        score.update((probs[rank::2], labels[rank::2]))  # each rank sees every other case, as DistributedSampler
+        results[rank] = score.compute()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_segmentation_score_gathers_every_ranks_cases():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    torch.manual_seed(2)
+    probs = [torch.softmax(torch.randn(3, 8, 8), 0) for _ in range(5)]
+    labels = [torch.randint(0, 3, (1, 8, 8)) for _ in range(5)]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_score_on_rank, args=(port, probs, labels, results), nprocs=2)
+    whole = SegmentationScore("miou", ["background", "x", "y"], pooled=True)
+    whole.update((probs, labels))
+    assert results[0] == results[1] == pytest.approx(whole.compute())

@@ -48,9 +48,9 @@ def _override_pairs(overrides: Sequence[str]) -> Dict[str, object]:
     pairs: Dict[str, object] = {}
     for key, value in zip(overrides[::2], overrides[1::2]):
         try:
-            pairs[key.lstrip("-")] = ast.literal_eval(value.replace("true", "True").replace("false", "False"))
+            pairs[key.lstrip("-")] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            pairs[key.lstrip("-")] = value
+            pairs[key.lstrip("-")] = value  # a plain word, e.g. a network name or "false" (bundle flags read it)
     return pairs
 
 
@@ -67,11 +67,15 @@ def _parameters(bundle: Path, overrides: Sequence[str]) -> int:
     return sum(p.numel() for p in parser.get_parsed_content("network_def").parameters())
 
 
+KEY_METRICS = ("val_mean_dice", "val_miou")  # the MSD bundles' and the 2D bundles' key metrics
+
+
 def _key_metric(history: Sequence[Dict[str, float]]) -> str:
-    names = sorted({k for h in history for k in h if k.startswith("val_")})
-    if not names:
-        raise ValueError("history.json has no validation metric: was --val_interval larger than --epochs?")
-    return names[0]
+    names = {k for h in history for k in h}
+    for name in KEY_METRICS:
+        if name in names:
+            return name
+    raise ValueError(f"history.json has none of {KEY_METRICS}: was --val_interval larger than --epochs?")
 
 
 def compare(

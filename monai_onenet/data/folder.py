@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
-__all__ = ["IMAGE_SUFFIXES", "folder_datalist", "image_inputs"]
+__all__ = ["IMAGE_SUFFIXES", "PICTURE_SUFFIXES", "folder_datalist", "image_inputs"]
 
 PathLike = Union[str, os.PathLike]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")  # what the 2D bundles read (through PIL)
 
 
 def _stem(path: Path) -> str:
@@ -78,12 +79,17 @@ def folder_datalist(
     return items
 
 
-def image_inputs(input_path: Optional[PathLike], default: Sequence[Dict[str, object]] = ()) -> List[Dict[str, object]]:
+def image_inputs(
+    input_path: Optional[PathLike],
+    default: Sequence[Dict[str, object]] = (),
+    suffixes: Sequence[str] = PICTURE_SUFFIXES,
+) -> List[Dict[str, object]]:
     """The pictures to predict: ``input_path`` (an image file or a folder of them), else ``default`` (a dataset's
     test split), as ``[{"image": path, "name": stem}, ...]``.
 
     Raises:
         FileNotFoundError: ``input_path`` does not exist, or there is nothing to predict.
+        ValueError: ``input_path`` is a file of another kind than ``suffixes``.
 
     Example:
         >>> image_inputs("", [{"image": "a.jpg", "name": "a", "label": "a.png"}])
@@ -92,10 +98,12 @@ def image_inputs(input_path: Optional[PathLike], default: Sequence[Dict[str, obj
     if input_path:
         source = Path(input_path)
         if source.is_file():
+            if not source.name.lower().endswith(tuple(suffixes)):
+                raise ValueError(f"--input {source}: not a picture this bundle reads ({', '.join(suffixes)}).")
             return [{"image": str(source), "name": _stem(source)}]
         if not source.is_dir():
             raise FileNotFoundError(f"--input {source}: no such file or folder.")
-        return [{"image": str(path), "name": stem} for stem, path in _images(source, IMAGE_SUFFIXES).items()]
+        return [{"image": str(path), "name": stem} for stem, path in _images(source, suffixes).items()]
     if not default:
         raise FileNotFoundError("nothing to predict: give --input (an image or a folder of images).")
     return [{"image": str(item["image"]), "name": item["name"]} for item in default]

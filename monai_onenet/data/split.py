@@ -23,7 +23,8 @@ def holdout(
 
     The split is a pure function of ``items``, ``val_fraction`` and ``seed``; with ``stratify_key`` every value of
     that key (e.g. each Pet breed) keeps ``val_fraction`` of its items for validation (at least one, when it has
-    two or more), so a rare class is never missing from either side.
+    two or more), so a rare class is never missing from either side. Validation always gets at least
+    ``round(len(items) * val_fraction)`` items (and one), drawn from anywhere when the groups are too small.
 
     Example:
         >>> items = [{"name": i, "breed": i % 2} for i in range(10)]
@@ -46,5 +47,9 @@ def holdout(
         if stratify_key and val_fraction > 0 and len(members) > 1:
             count = max(count, 1)
         validation.update(rng.permutation(members)[:count].tolist())
+    # Groups too small to give up an item (one picture per breed) still leave the split its share overall.
+    target = max(1, int(round(len(items) * val_fraction))) if val_fraction > 0 and len(items) > 1 else 0
+    rest = [int(i) for i in rng.permutation(len(items)) if int(i) not in validation]
+    validation.update(rest[: max(0, target - len(validation))])
     keep = (lambda i: i in validation) if section == "validation" else (lambda i: i not in validation)
     return [item for index, item in enumerate(items) if keep(index)]

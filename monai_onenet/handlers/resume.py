@@ -88,7 +88,17 @@ class ResumableCheckpoint:
         path = latest_checkpoint(self.ckpt_dir) if self.resume else None
         if path is None:
             return
-        CheckpointLoader(load_path=path, load_dict=objects, map_location=self.map_location)(engine)
+        try:
+            CheckpointLoader(load_path=path, load_dict=objects, map_location=self.map_location)(engine)
+        except RuntimeError as error:
+            if "size mismatch" not in str(error) and "Missing key" not in str(error):
+                raise
+            raise RuntimeError(
+                f"{path} holds a run of a different network (its weights do not fit this one: "
+                f"{str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else error}). Training "
+                f"resumes from the checkpoint in {self.ckpt_dir}: give this run its own --output_dir, or delete "
+                "that folder to start over."
+            ) from error
         engine.logger.info(f"resumed from {path}: epoch {engine.state.epoch} of {engine.state.max_epochs} done")
 
 

@@ -179,6 +179,8 @@ class SegmentationReport:
             region_text += f"; classification top-1 {self.summary['classification']['top1']:.4f}"
         self.logger.info(
             f"{len(self.cases)} cases: mean Dice {self.summary['mean_dice']:.4f} ({dice}){region_text}; "
-            f"mIoU {self.summary['miou']:.4f}; mAP@0.5 {self.summary['map50']:.4f}; "
+            f"mIoU {self.summary['miou']:.4f}"
+            + (f" ({self.summary['miou_with_background']:.4f} with background)" if self.pooled else "")
+            + f"; mAP@0.5 {self.summary['map50']:.4f}; "
             f"cross-entropy {self.summary['cross_entropy']:.4f}; written to {self.output_dir}"
         )

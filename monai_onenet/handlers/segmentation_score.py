@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+import ignite.distributed as idist
 import torch
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced
@@ -20,7 +21,9 @@ class SegmentationScore(Metric):
 
     MONAI's ``MeanDice`` / ``MeanIoUHandler`` take one-hot labels, which a label with VOC's 255 borders cannot
     become; this scores index labels with :func:`monai_onenet.metrics.case_metrics`, the definitions the reports
-    use, so the key metric that picks the best checkpoint is the number the report prints.
+    use, so the key metric that picks the best checkpoint is the number the report prints. Under
+    ``torch.distributed`` every rank's cases are gathered before the summary, so each rank computes the score of
+    the whole validation set, as MONAI's metric handlers do.
 
     Args:
         metric: which summary number.
@@ -45,8 +48,8 @@ class SegmentationScore(Metric):
         class_names: Sequence[str],
         ignore_value: Optional[int] = None,
         pooled: bool = False,
-        output_transform=lambda x: x,
-        device: str = "cpu",
+        output_transform: Callable = lambda x: x,
+        device: Union[str, torch.device] = "cpu",
     ) -> None:
         if metric not in SUMMARY_KEYS:
             raise ValueError(f"metric must be one of {SUMMARY_KEYS}, got {metric!r}")
@@ -66,6 +69,9 @@ class SegmentationScore(Metric):
             self._cases.append(case_metrics(prob, label, self.class_names, ignore_value=self.ignore_value))
 
     def compute(self) -> float:
-        if not self._cases:
+        cases = self._cases
+        if idist.get_world_size() > 1:
+            cases = [case for rank_cases in idist.all_gather(cases) for case in rank_cases]
+        if not cases:
             raise RuntimeError("SegmentationScore has no cases: the evaluator ran no iteration.")
-        return float(aggregate_case_metrics(self._cases, self.class_names, pooled=self.pooled)[self.metric])
+        return float(aggregate_case_metrics(cases, self.class_names, pooled=self.pooled)[self.metric])

@@ -5,6 +5,9 @@ Definitions (also in the bundles' docs):
 * **Dice** and **IoU** per foreground class and case come from MONAI's ``compute_dice`` / ``compute_iou`` with
   ``ignore_empty=False``: 1 when ground truth and prediction are both empty, 0 when only one is.
 * **mean Dice** / **mIoU**: the mean over foreground classes of the case-averaged Dice / IoU.
+* **mIoU with background** (``miou_with_background``): the same mean with the background class counted as one
+  more class, the number the PASCAL VOC benchmark (and most papers' Pet and VOC tables) report; with one or two
+  foreground classes it is dominated by the easy background, so the foreground mIoU is the headline here.
 * **cross-entropy**: the voxel-mean of ``-log p(true class)`` under the softmax output, averaged over cases.
 * **mAP@0.5**: for each foreground class, the share of cases in which the class is present (in the ground
   truth or the prediction) whose IoU exceeds 0.5, i.e. the precision of "found the structure" decisions at
@@ -27,7 +30,9 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import torch
 from monai.metrics import compute_dice, compute_iou
 
-__all__ = ["case_metrics", "aggregate_case_metrics"]
+__all__ = ["BACKGROUND", "case_metrics", "aggregate_case_metrics"]
+
+BACKGROUND = "background"
 
 
 def _overlap(pred: torch.Tensor, truth: torch.Tensor) -> Dict[str, float]:
@@ -60,7 +65,8 @@ def case_metrics(
 
     Returns:
         A flat dict: ``cross_entropy`` and ``dice/<name>``, ``iou/<name>``, ``present/<name>``,
-        ``intersection/<name>``, ``union/<name>`` (voxel counts) per foreground class and region.
+        ``intersection/<name>``, ``union/<name>`` (voxel counts) per foreground class and region, then the same
+        for ``background``.
 
     Example:
         >>> import torch
@@ -79,6 +85,7 @@ def case_metrics(
     metrics = {"cross_entropy": float(-log_prob.gather(0, index[None])[0][valid].mean())}
     structures = {name: (c,) for c, name in enumerate(class_names) if c > 0}
     structures.update(regions or {})
+    structures[BACKGROUND] = (0,)  # last: only for the mIoU with background, the VOC benchmark's number
     for name, classes in structures.items():
         members = torch.tensor(list(classes), device=index.device)
         for key, value in _overlap(torch.isin(pred, members) & valid, torch.isin(index, members) & valid).items():
@@ -111,8 +118,9 @@ def aggregate_case_metrics(
     total intersection by its total union per class (the VOC convention, see the module docstring).
 
     Returns:
-        ``{"mean_dice", "miou", "map50", "cross_entropy", "dice": {name: ...}, "iou": {...}, "ap50": {...},
-        "regions": {name: {"dice", "iou"}}}``.
+        ``{"cases", "pooled", "mean_dice", "miou", "miou_with_background", "map50", "cross_entropy",
+        "dice": {name: ...}, "iou": {...}, "ap50": {...}, "regions": {name: {"dice", "iou"}}}``, the per-class
+        entries over foreground classes.
 
     Example:
         >>> cases = [{"cross_entropy": 0.2, "dice/a": 1.0, "iou/a": 1.0, "present/a": 1.0},
@@ -129,6 +137,10 @@ def aggregate_case_metrics(
     else:
         dice = {name: _mean([case[f"dice/{name}"] for case in cases]) for name in foreground}
         iou = {name: _mean([case[f"iou/{name}"] for case in cases]) for name in foreground}
+    if all(f"iou/{BACKGROUND}" in case for case in cases):
+        background = _pooled(cases, BACKGROUND)["iou"] if pooled else _mean([c[f"iou/{BACKGROUND}"] for c in cases])
+    else:  # cases scored before the background was recorded
+        background = float("nan")
     ap50 = {}
     for name in foreground:
         present = [case for case in cases if case[f"present/{name}"]]
@@ -138,6 +150,7 @@ def aggregate_case_metrics(
         "pooled": pooled,
         "mean_dice": _mean(list(dice.values())),
         "miou": _mean(list(iou.values())),
+        "miou_with_background": _mean([background] + list(iou.values())),
         "map50": _mean(list(ap50.values())),
         "cross_entropy": _mean([case["cross_entropy"] for case in cases]),
         "dice": dice,

@@ -43,7 +43,8 @@ def image_2d_loading(
     ``LoadVolumed`` (PIL; colour images converted to ``in_channels``: RGB for 3, grey for 1, so VOC's and Pet's
     few grey or CMYK JPEGs load like the rest; palette masks read as class indices) -> ``EnsureChannelFirstd``
     -> ``label_transforms`` (e.g. :class:`PetTargetd`) -> ``CheckSegmentationPaird`` -> ``ScaleIntensityRanged``
-    (0..255 to 0..1) -> ``EnsureTyped``. Arrays keep the file's row-major ``(H, W)`` order.
+    (0..255 to 0..1) -> ``EnsureTyped``. Arrays keep the file's row-major ``(H, W)`` order (``reverse_indexing``
+    off; PIL's own ``spatial_shape`` metadata still reads ``(W, H)``, so do not resample from it on saving).
 
     Args:
         in_channels: 3 (RGB) or 1 (grey).
@@ -97,7 +98,7 @@ def image_2d_resize(image_size: Sequence[int], with_label: bool = False) -> List
 
 def image_2d_training_augmentation(image_size: Sequence[int], horizontal_flip: bool = True) -> List[MapTransform]:
     """Resize image and mask to ``image_size``, then a random horizontal flip and a small random affine
-    (rotation up to 0.2 rad, scale within 15%; the mask resampled nearest, zero outside the image).
+    (rotation up to 0.2 rad, scale within 15%; the mask resampled nearest; both reflected at the borders).
 
     Example:
         >>> [type(t).__name__ for t in image_2d_training_augmentation([64, 64])]
@@ -114,7 +115,9 @@ def image_2d_training_augmentation(image_size: Sequence[int], horizontal_flip: b
             rotate_range=0.2,
             scale_range=0.15,
             mode=["bilinear", "nearest"],
-            padding_mode="zeros",
+            # Reflected, not zero, padding: picture and mask stay consistent where the affine pulls in space from
+            # outside the frame, instead of black corners labelled background.
+            padding_mode="reflection",
         )
     )
     return augmentation

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Hashable, Mapping
 
 import torch
+from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 __all__ = ["PetTargetd"]
@@ -29,7 +30,9 @@ class PetTargetd(MapTransform):
         [[[5, 0], [255, 5]]]
     """
 
-    def __init__(self, keys="label", target: str = "trimap", breed_key: str = "breed", ignore_value: int = 255):
+    def __init__(
+        self, keys: KeysCollection = "label", target: str = "trimap", breed_key: str = "breed", ignore_value: int = 255
+    ) -> None:
         super().__init__(keys)
         if target not in ("trimap", "breed"):
             raise ValueError(f"target must be 'trimap' or 'breed', got {target!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Hashable, Mapping
 
 import torch
+from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 __all__ = ["SplitUnifiedOutputd"]
@@ -24,7 +25,9 @@ class SplitUnifiedOutputd(MapTransform):
         ((2, 4, 4), [0.5, 0.5])
     """
 
-    def __init__(self, keys="pred", class_key: str = "class_prob", allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection = "pred", class_key: str = "class_prob", allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.class_key = class_key
 

@@ -1,4 +1,7 @@
-"""Pictures people would rather look at than read: overlays, curves, Pareto plots, confusion (matplotlib, headless)."""
+"""Pictures people would rather look at than read: overlays, curves, Pareto plots, confusion matrices.
+
+Drawn on ``matplotlib.figure.Figure`` objects, never through pyplot, so writing a picture neither needs a display
+nor changes the backend of a notebook that imports the package."""
 
 from .confusion import save_confusion
 from .curves import save_curves, save_seed_curves

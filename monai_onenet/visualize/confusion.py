@@ -19,17 +19,15 @@ def save_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], 
         >>> os.path.getsize(path) > 0
         True
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     counts = np.asarray(matrix, dtype=np.float64)
     if counts.shape != (len(class_names), len(class_names)):
         raise ValueError(f"a {counts.shape} matrix for {len(class_names)} class names")
     shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     size = min(3 + 0.22 * len(class_names), 14)
-    figure, axis = plt.subplots(figsize=(size + 1, size))
+    figure = Figure(figsize=(size + 1, size))
+    axis = figure.subplots()
     shown = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(len(class_names))
     fontsize = 8 if len(class_names) <= 12 else 5
@@ -43,5 +41,4 @@ def save_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], 
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path

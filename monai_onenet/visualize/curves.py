@@ -19,12 +19,10 @@ def save_curves(history: Sequence[Mapping[str, float]], path: str, metric_name: 
     Returns:
         ``path``.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, loss_axis = plt.subplots(figsize=(6, 3.5))
+    figure = Figure(figsize=(6, 3.5))
+    loss_axis = figure.subplots()
     epochs = [h["epoch"] for h in history]
     loss_axis.plot(epochs, [h.get("train_loss") for h in history], color="tab:blue", label="train loss")
     loss_axis.set_xlabel("epoch")
@@ -44,7 +42,6 @@ def save_curves(history: Sequence[Mapping[str, float]], path: str, metric_name: 
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path
 
 
@@ -58,14 +55,12 @@ def save_seed_curves(rows: Sequence[Mapping], path: str) -> str:
     Returns:
         ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     columns = min(len(rows), 4)
     lines = (len(rows) + columns - 1) // columns
-    figure, axes = plt.subplots(lines, columns, figsize=(3.2 * columns, 2.6 * lines), squeeze=False, sharey=True)
+    figure = Figure(figsize=(3.2 * columns, 2.6 * lines))
+    axes = figure.subplots(lines, columns, squeeze=False, sharey=True)
     for axis, row in zip(axes.flat, rows):
         curves = list(row["seeds"].values())
         for curve in curves:
@@ -82,5 +77,4 @@ def save_seed_curves(rows: Sequence[Mapping], path: str) -> str:
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["pick_slices", "save_overlay"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["picture_like", "pick_slices", "save_overlay"]
 
 
 def pick_slices(label: np.ndarray, count: int = 3) -> list:
@@ -47,10 +50,8 @@ def save_overlay(
     Returns:
         ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
     if photo:
         return _save_photo_overlay(image, label, pred, path, class_names, title)
@@ -61,8 +62,9 @@ def save_overlay(
         grey, pred_np = grey[..., None], pred_np[..., None]
         truth = None if truth is None else truth[..., None]
     slices = pick_slices(truth if truth is not None else pred_np, count)
-    figure, axes = plt.subplots(1, len(slices), figsize=(3.2 * len(slices), 3.4), squeeze=False)
-    colours = plt.get_cmap("tab10")
+    figure = Figure(figsize=(3.2 * len(slices), 3.4))
+    axes = figure.subplots(1, len(slices), squeeze=False)
+    colours = colormaps["tab10"]
     for axis, z in zip(axes[0], slices):
         axis.imshow(grey[..., z].T, cmap="gray", origin="lower")
         mask = np.ma.masked_equal(pred_np[..., z].T, 0)
@@ -74,8 +76,7 @@ def save_overlay(
     return _finish(figure, path, title, class_names, truth is not None)
 
 
-def _finish(figure, path: str, title: str, class_names: Sequence[str], with_truth: bool) -> str:
-    import matplotlib.pyplot as plt
+def _finish(figure: Figure, path: str, title: str, class_names: Sequence[str], with_truth: bool) -> str:
 
     legend = "fill: prediction" + ("; green outline: ground truth" if with_truth else "")
     if class_names and len(class_names) <= 12:
@@ -84,25 +85,57 @@ def _finish(figure, path: str, title: str, class_names: Sequence[str], with_trut
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path
 
 
-def _save_photo_overlay(image, label, pred, path: str, class_names: Sequence[str], title: str) -> str:
-    """The picture, the prediction filled over it, and the ground truth outlined, side by side."""
-    import matplotlib.pyplot as plt
+def picture_like(image: torch.Tensor, spatial_shape: Sequence[int]) -> np.ndarray:
+    """``image`` ``(C, H, W)`` resized (bilinear) to ``spatial_shape`` as an ``(H, W, 3)`` or ``(H, W)`` array in
+    [0, 1] for ``imshow``: evaluation feeds the network a resized picture but scores (and draws) the prediction at
+    the picture's own size.
 
-    picture = np.asarray(image.detach().float().cpu())
-    picture = np.clip(np.moveaxis(picture, 0, -1), 0, 1) if picture.shape[0] == 3 else picture[0]
+    Example:
+        >>> import torch
+        >>> picture_like(torch.rand(3, 32, 32), (40, 56)).shape
+        (40, 56, 3)
+    """
+    picture = image.detach().float().cpu()[None]
+    if tuple(picture.shape[2:]) != tuple(spatial_shape):
+        picture = torch.nn.functional.interpolate(picture, size=tuple(spatial_shape), mode="bilinear")
+    picture = picture[0].numpy()
+    return np.clip(np.moveaxis(picture, 0, -1), 0, 1) if picture.shape[0] == 3 else picture[0]
+
+
+def _class_colours(count: int):
+    """A colour per class, background included, distinct for up to 40 classes (VOC's 21, Pet's 38)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    colours = [colormaps["tab20"](i) for i in range(20)] + [colormaps["tab20b"](i) for i in range(20)]
+    return ListedColormap(colours[: max(count, 2)])
+
+
+def _save_photo_overlay(
+    image: torch.Tensor,
+    label: Optional[torch.Tensor],
+    pred: torch.Tensor,
+    path: str,
+    class_names: Sequence[str],
+    title: str,
+) -> str:
+    """The picture, the prediction filled over it, and the ground truth, side by side, all at the mask's size."""
+    from matplotlib.figure import Figure
+
     pred_np = np.asarray(pred[0].detach().cpu()).astype(np.int64)
+    picture = picture_like(image, pred_np.shape)
     panels = 2 if label is None else 3
-    figure, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.6), squeeze=False)
-    colours = plt.get_cmap("tab20")
+    figure = Figure(figsize=(3.2 * panels, 3.6))
+    axes = figure.subplots(1, panels, squeeze=False)
     for axis, name in zip(axes[0], ("image", "prediction", "ground truth")):
         axis.imshow(picture, cmap=None if picture.ndim == 3 else "gray")
         axis.set_title(name, fontsize=8)
         axis.axis("off")
-    fill = dict(cmap=colours, vmin=0, vmax=19, alpha=0.5, interpolation="nearest")
+    count = max(len(class_names), int(pred_np.max()) + 1, 2)
+    fill = dict(cmap=_class_colours(count), vmin=0, vmax=count - 1, alpha=0.5, interpolation="nearest")
     axes[0][1].imshow(np.ma.masked_equal(pred_np, 0), **fill)
     if label is not None:
         truth = np.asarray(label[0].detach().cpu()).astype(np.int64)

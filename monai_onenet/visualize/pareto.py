@@ -35,12 +35,10 @@ def save_pareto(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -
     Returns:
         ``path``.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure = Figure(figsize=(7, 4.5))
+    axis = figure.subplots()
     colours = {"onenet": "tab:red", "peer": "tab:blue"}
     for family, label in (("onenet", "OneNet presets"), ("peer", "peers")):
         members = [r for r in rows if r["family"] == family]
@@ -86,5 +84,4 @@ def save_pareto(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -
     axis.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return path
