@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,3 +42,25 @@ def run_bundle(
     if check:
         assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return result
+
+
+def overrides(dataset_dir: Path, output_dir: Path, tiny: Sequence[str], *extra: str) -> List[str]:
+    """The command-line overrides every bundle test passes: data, output folder, a tiny network and input."""
+    return ["--dataset_dir", str(dataset_dir), "--output_dir", str(output_dir), *tiny, *extra]
+
+
+def train_two_epochs(
+    bundle: str, dataset_dir: Path, output_dir: Path, tiny: Sequence[str]
+) -> subprocess.CompletedProcess:
+    """Train ``bundle`` for two epochs, validating after each: the run the bundle test modules share."""
+    args = overrides(dataset_dir, output_dir, tiny, "--epochs", "2", "--val_interval", "1")
+    return run_bundle("training", configs(bundle, "train.json"), args)
+
+
+def check_two_epochs_written(output_dir: Path, key_metric: str) -> List[dict]:
+    """The checkpoints and history a two-epoch run leaves; returns the history."""
+    assert (output_dir / "models" / "model.pt").is_file()
+    assert (output_dir / "models" / "checkpoint_epoch=2.pt").is_file()
+    history = json.loads((output_dir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and all(key_metric in h for h in history)
+    return history

@@ -11,7 +11,19 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_utils import BUNDLES, REPO, SCHEMA, TASKS, TINY, bundle_command, configs, run_bundle
+from bundle_utils import (
+    BUNDLES,
+    REPO,
+    SCHEMA,
+    TASKS,
+    TINY,
+    bundle_command,
+    check_two_epochs_written,
+    configs,
+    overrides,
+    run_bundle,
+    train_two_epochs,
+)
 from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
 
 import monai_onenet  # noqa: F401  (registers OneNet for the configs)
@@ -26,26 +38,19 @@ def model_state(path):
 
 
 def common(demo_root, output_dir, *extra):
-    return ["--dataset_dir", str(demo_root), "--output_dir", str(output_dir), *TINY, *extra]
+    return overrides(demo_root, output_dir, TINY, *extra)
 
 
 @pytest.fixture(scope="module", params=["heart", "brain"])
 def trained(request, demo_root, tmp_path_factory):
-    """A bundle trained for one epoch on the tiny data (validation every epoch)."""
-    bundle = request.param
-    output_dir = tmp_path_factory.mktemp(f"run_{bundle}")
-    result = run_bundle(
-        "training", configs(bundle, "train.json"), common(demo_root, output_dir, "--epochs", "2", "--val_interval", "1")
-    )
-    return bundle, output_dir, result
+    """A bundle trained for two epochs on the tiny data (validation every epoch)."""
+    output_dir = tmp_path_factory.mktemp(f"run_{request.param}")
+    return request.param, output_dir, train_two_epochs(request.param, demo_root, output_dir, TINY)
 
 
 def test_training_writes_checkpoints_curves_and_validation_report(trained):
     bundle, output_dir, result = trained
-    assert (output_dir / "models" / "model.pt").is_file()
-    assert (output_dir / "models" / "checkpoint_epoch=2.pt").is_file()
-    history = json.loads((output_dir / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2] and all("val_mean_dice" in h for h in history)
+    check_two_epochs_written(output_dir, "val_mean_dice")
     assert (output_dir / "curves.png").stat().st_size > 0
     report = json.loads((output_dir / "validation" / "metrics.json").read_text())
     assert report["summary"]["cases"] == 1  # 6 cases, val_frac 0.2

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from bundle_utils import BUNDLES, REPO, configs, run_bundle
+from bundle_utils import BUNDLES, REPO, check_two_epochs_written, configs, overrides, run_bundle, train_two_epochs
 from monai.bundle import ConfigParser
 from PIL import Image
 
@@ -24,24 +24,18 @@ NUM_CLASSES = {"pet": 38, "voc": 21}
 
 
 def common(root, output_dir, *extra):
-    return ["--dataset_dir", str(root), "--output_dir", str(output_dir), *TINY_2D, *extra]
+    return overrides(root, output_dir, TINY_2D, *extra)
 
 
 @pytest.fixture(scope="module", params=["pet", "voc"])
 def trained(request, demo_2d_root, tmp_path_factory):
-    bundle = request.param
-    output_dir = tmp_path_factory.mktemp(f"run_{bundle}")
-    args = common(demo_2d_root, output_dir, "--epochs", "2", "--val_interval", "1")
-    result = run_bundle("training", configs(bundle, "train.json"), args)
-    return bundle, output_dir, result
+    output_dir = tmp_path_factory.mktemp(f"run_{request.param}")
+    return request.param, output_dir, train_two_epochs(request.param, demo_2d_root, output_dir, TINY_2D)
 
 
 def test_training_writes_checkpoints_curves_and_a_pooled_report(trained):
     bundle, output_dir, result = trained
-    assert (output_dir / "models" / "model.pt").is_file()
-    assert (output_dir / "models" / "checkpoint_epoch=2.pt").is_file()
-    history = json.loads((output_dir / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2] and all("val_miou" in h for h in history)
+    check_two_epochs_written(output_dir, "val_miou")
     summary = json.loads((output_dir / "validation" / "metrics.json").read_text())["summary"]
     assert summary["pooled"] is True and 0.0 <= summary["miou"] <= 1.0
     assert summary["cases"] == (4 if bundle == "pet" else 2)  # Pet: 10% of trainval, one image of 4 breeds

@@ -15,9 +15,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Tuple, Union
 
-from monai_onenet.config_values import flag
-
-from .files import require_files
+from .files import find_or_download, require_files
 
 __all__ = [
     "PET_BREEDS",
@@ -104,18 +102,7 @@ def pet_class_names(target: str = "trimap") -> List[str]:
 def check_pet(root: PathLike, download: bool = False) -> Path:
     """Find Pet under ``root`` (see :func:`find_pet_root`); with ``download``, fetch and unpack the official
     archives into ``root/oxford-iiit-pet`` first when it is absent (about 800 MB)."""
-    try:
-        return find_pet_root(root)
-    except FileNotFoundError:
-        if not flag(download, "download"):
-            raise
-    from monai.apps import download_and_extract
-
-    target = Path(root) / "oxford-iiit-pet"
-    for url, md5 in PET_ARCHIVES:
-        archive = target / url.rsplit("/", 1)[-1]
-        download_and_extract(url, str(archive), str(target), hash_val=md5, hash_type="md5")
-    return find_pet_root(root)
+    return find_or_download(find_pet_root, root, download, PET_ARCHIVES, into=Path(root) / "oxford-iiit-pet")
 
 
 def find_pet_root(root: PathLike) -> Path:

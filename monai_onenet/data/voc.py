@@ -13,9 +13,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Union
 
-from monai_onenet.config_values import flag
-
-from .files import require_files
+from .files import find_or_download, require_files
 
 __all__ = ["VOC_CLASSES", "VOC_IGNORE", "check_voc", "find_voc_root", "voc_datalist"]
 
@@ -66,16 +64,7 @@ def find_voc_root(root: PathLike) -> Path:
 def check_voc(root: PathLike, download: bool = False) -> Path:
     """Find VOC 2012 under ``root`` (see :func:`find_voc_root`); with ``download``, fetch and unpack the official
     train/val archive (about 2 GB) into ``root`` first when it is absent."""
-    try:
-        return find_voc_root(root)
-    except FileNotFoundError:
-        if not flag(download, "download"):
-            raise
-    from monai.apps import download_and_extract
-
-    url, md5 = VOC_ARCHIVE
-    download_and_extract(url, str(Path(root) / url.rsplit("/", 1)[-1]), str(root), hash_val=md5, hash_type="md5")
-    return find_voc_root(root)
+    return find_or_download(find_voc_root, root, download, [VOC_ARCHIVE], into=root)
 
 
 def voc_datalist(root: PathLike, split: str = "train") -> List[Dict[str, str]]:
