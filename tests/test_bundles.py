@@ -217,7 +217,6 @@ def test_interrupted_training_resumes_and_ends_like_an_uninterrupted_run(demo_ro
     deadline = time.time() + 300
     while not first.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # let the file be written completely
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (resumed / "models" / "checkpoint_epoch=3.pt").exists(), "the run ended before it was interrupted"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import glob
 import os
+import pickle
 import re
-from typing import Dict, Optional
+import zipfile
+from typing import Dict, List, Optional
 
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
 __all__ = ["ResumableCheckpoint", "latest_checkpoint", "require_checkpoint"]
@@ -16,11 +19,28 @@ __all__ = ["ResumableCheckpoint", "latest_checkpoint", "require_checkpoint"]
 _EPOCH = re.compile(r"epoch=(\d+)")
 
 
-def latest_checkpoint(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> Optional[str]:
-    """The checkpoint with the highest epoch number in ``ckpt_dir``, or None."""
+# What torch.load raises on a file cut short or otherwise not a checkpoint.
+_UNREADABLE = (EOFError, pickle.UnpicklingError, zipfile.BadZipFile)
+_UNREADABLE_MESSAGES = ("PytorchStreamReader", "central directory", "unexpected EOF", "invalid load key")
+
+
+def epoch_checkpoints(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> List[str]:
+    """The epoch checkpoints in ``ckpt_dir``, newest (highest epoch number) first."""
     paths = glob.glob(os.path.join(glob.escape(ckpt_dir), pattern))
     numbered = [(int(m.group(1)), p) for p in paths if (m := _EPOCH.search(os.path.basename(p)))]
-    return max(numbered)[1] if numbered else None
+    return [path for _, path in sorted(numbered, reverse=True)]
+
+
+def latest_checkpoint(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> Optional[str]:
+    """The checkpoint with the highest epoch number in ``ckpt_dir``, or None."""
+    paths = epoch_checkpoints(ckpt_dir, pattern)
+    return paths[0] if paths else None
+
+
+def _is_unreadable(error: BaseException) -> bool:
+    if isinstance(error, _UNREADABLE):
+        return True
+    return isinstance(error, RuntimeError) and any(text in str(error) for text in _UNREADABLE_MESSAGES)
 
 
 class _BestScore:
@@ -44,9 +64,11 @@ class ResumableCheckpoint:
     trainer inside its own handler list), so the checkpoint restores epoch and iteration along with the model,
     optimizer and scheduler: training continues with the next epoch and stops at ``max_epochs``. The
     checkpoint is written after every other end-of-epoch handler (validation, scheduler step, curves), so it
-    holds the complete state of the finished epoch. Saving is MONAI's ``CheckpointSaver(save_interval=1,
-    n_saved=1)`` (``checkpoint_epoch=N.pt``), loading MONAI's ``CheckpointLoader``. A fresh ``ckpt_dir``
-    starts from scratch.
+    holds the complete state of the finished epoch. Saving is ignite's ``Checkpoint`` with an atomic
+    ``DiskSaver`` (``checkpoint_epoch=N.pt``, written to a temporary file and renamed, so a run killed while
+    saving leaves the previous checkpoint rather than a truncated one; MONAI's ``CheckpointSaver`` writes in
+    place). Loading is MONAI's ``CheckpointLoader``; a checkpoint that cannot be read (cut short by a full
+    disk, say) is skipped with a warning for the next older one. A fresh ``ckpt_dir`` starts from scratch.
 
     Args:
         ckpt_dir: where the epoch checkpoints are written and looked for.
@@ -80,14 +102,46 @@ class ResumableCheckpoint:
         objects = dict(self.save_dict, trainer=engine)
         engine.add_event_handler(Events.STARTED, self._resume, objects)
         if self.save:
-            # Attached when the run starts, i.e. after every handler the trainer was built with.
-            saver = CheckpointSaver(self.ckpt_dir, save_dict=objects, save_interval=1, n_saved=1)
-            engine.add_event_handler(Events.STARTED, lambda _: saver.attach(engine))
+            saver = Checkpoint(
+                to_save=objects,
+                save_handler=DiskSaver(self.ckpt_dir, require_empty=False, atomic=True),
+                score_function=lambda trainer: trainer.state.epoch,
+                score_name="epoch",
+                n_saved=1,
+            )
+            # Added when the run starts, i.e. after every handler the trainer was built with.
+            engine.add_event_handler(Events.STARTED, lambda _: engine.add_event_handler(Events.EPOCH_COMPLETED, saver))
+            engine.add_event_handler(
+                Events.STARTED, lambda _: engine.add_event_handler(Events.EPOCH_COMPLETED, self._prune)
+            )
+
+    def _prune(self, engine: Engine) -> None:
+        # The saver only removes files it wrote itself: after a resume, the checkpoint it resumed from (and any
+        # unreadable one it skipped) would stay.
+        for path in epoch_checkpoints(self.ckpt_dir):
+            if os.path.basename(path) != f"checkpoint_epoch={engine.state.epoch}.pt":
+                os.remove(path)
 
     def _resume(self, engine: Engine, objects: Dict) -> None:
-        path = latest_checkpoint(self.ckpt_dir) if self.resume else None
-        if path is None:
+        paths = epoch_checkpoints(self.ckpt_dir) if self.resume else []
+        for path in paths:
+            try:
+                self._load(engine, objects, path)
+            except Exception as error:
+                if not _is_unreadable(error):
+                    raise
+                engine.logger.warning(f"skipping {path}: it cannot be read ({type(error).__name__}: {error})")
+                continue
+            engine.logger.info(f"resumed from {path}: epoch {engine.state.epoch} of {engine.state.max_epochs} done")
             return
+        if paths:
+            raise RuntimeError(
+                f"no checkpoint in {self.ckpt_dir} can be read ({', '.join(map(os.path.basename, paths))} are "
+                "truncated or not checkpoints). Delete them to train from scratch, or give the run another "
+                "--output_dir."
+            )
+
+    def _load(self, engine: Engine, objects: Dict, path: str) -> None:
         try:
             CheckpointLoader(load_path=path, load_dict=objects, map_location=self.map_location)(engine)
         except RuntimeError as error:
@@ -99,7 +153,6 @@ class ResumableCheckpoint:
                 f"resumes from the checkpoint in {self.ckpt_dir}: give this run its own --output_dir, or delete "
                 "that folder to start over."
             ) from error
-        engine.logger.info(f"resumed from {path}: epoch {engine.state.epoch} of {engine.state.max_epochs} done")
 
 
 def require_checkpoint(path: str) -> str:
