@@ -131,7 +131,8 @@ class OneNetTrainTask(BundleTrainTask):
     def __call__(self, request: Dict[str, Any], datastore: Any) -> Dict[str, Any]:
         request = {"run_id": "training", **request}
         if not datastore.datalist():
-            raise HTTPException(422, "no study has a final label yet: save a label in 3D Slicer, then train.")
+            # Training runs in MONAI Label's subprocess: this message ends up in the task's status details.
+            raise ValueError("no study has a final label yet: submit a label in 3D Slicer, then train.")
         result = super().__call__(request, datastore)
         best = self._run_dir / "models" / "model.pt" if self._run_dir else None
         if best is None or not best.is_file():

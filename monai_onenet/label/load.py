@@ -2,13 +2,15 @@
 
     python -m monai_onenet.label.load --server http://127.0.0.1:8000 --model onenet_heart --image la_003 --requests 8
 
-Prints the latency of one request alone, then of ``--requests`` requests sent at once (each through its own
+Prints the latency of a first request (the server may load the model then), of one request alone, then of ``--requests`` requests sent at once (each through its own
 ``MONAILabelClient``, as separate Slicer sessions), and checks that every answer is the same label volume.
+``--overlay served.png --studies DIR`` also draws the served label over the study, as 3D Slicer shows it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -77,16 +79,43 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--model", default="onenet_heart")
     parser.add_argument("--image", required=True, help="image id: a study's file name without extension")
     parser.add_argument("--requests", type=int, default=8)
+    parser.add_argument("--overlay", default=None, help="PNG of the served label over the study (needs --studies)")
+    parser.add_argument("--studies", default=None, help="the server's studies folder, to read the image from")
     args = parser.parse_args(argv)
 
+    first = concurrent_infer(args.server, args.model, args.image, requests=1)
+    print(f"first (may load the model): {first.summary()}")
     alone = concurrent_infer(args.server, args.model, args.image, requests=1)
     print(f"alone: {alone.summary()}")
     together = concurrent_infer(args.server, args.model, args.image, requests=args.requests)
     print(f"together: {together.summary()}")
     same = all(np.array_equal(label, alone.labels[0]) for label in together.labels)
     print(f"every answer the same label volume: {same}")
+    if args.overlay:
+        save_served_overlay(args.server, args.model, args.studies, args.image, alone.labels[0], args.overlay)
+        print(f"overlay: {args.overlay}")
     if not same:
         raise SystemExit(1)
+
+
+def save_served_overlay(server: str, model: str, studies: str, image: str, label: np.ndarray, path: str) -> str:
+    """Draw ``label`` (as served for study ``image``) over the study's first channel, named as the server names it."""
+    import glob
+
+    import torch
+    from monailabel.client import MONAILabelClient
+
+    from monai_onenet.visualize import save_overlay
+
+    files = glob.glob(os.path.join(glob.escape(studies or ""), f"{glob.escape(image)}.nii*"))
+    if not files:
+        raise SystemExit(f"--overlay needs the study file: no {image}.nii[.gz] in --studies {studies}.")
+    volume = np.asarray(nib.load(files[0]).dataobj, dtype=np.float32)
+    volume = volume[None] if volume.ndim == 3 else np.moveaxis(volume, -1, 0)
+    labels = MONAILabelClient(server).info()["models"][model]["labels"]
+    names = ["background"] + [name for name, _ in sorted(labels.items(), key=lambda item: item[1])]
+    title = f"{model} served for {image}"
+    return save_overlay(torch.from_numpy(volume), None, torch.from_numpy(label[None]), path, names, title=title)
 
 
 if __name__ == "__main__":

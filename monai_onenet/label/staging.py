@@ -127,7 +127,7 @@ def _fitting_state(staged: Path, path: Path) -> Dict[str, torch.Tensor]:
     except RuntimeError as error:
         raise ValueError(
             f"{path} does not fit the network of {staged / 'configs' / 'inference.json'} (trained with another "
-            f"--network or --spatial_dims?): {str(error).splitlines()[0]}. Serve a checkpoint of the bundle's "
+            f"--network or --spatial_dims?): {' '.join(str(error).split())[:300]}. Serve a checkpoint of the bundle's "
             'network, or set the same "network" in the bundle\'s inference.json.'
         ) from error
     return state
