@@ -140,7 +140,12 @@ def test_training_from_the_studies_labels_replaces_the_served_model(server):
     model = server["app"] / "model" / "onenet_heart" / "models" / "model.pt"
     before = model.read_bytes()
     api = client(server)
-    api.train_start("onenet_heart", {"max_epochs": 2, "val_split": 0.34, "device": "cpu"})
+    # As 3D Slicer sends it: every row of the trainer's config panel (lists as their first choice, run_id "").
+    options = get_info(server["url"])["trainers"]["onenet_heart"]["config"]
+    params = {key: value[0] if isinstance(value, list) and value else value for key, value in options.items()}
+    assert params["run_id"] == "" and "multi_gpu" not in params
+    params.update({"max_epochs": 2, "val_split": 0.34, "device": "cpu"})
+    api.train_start("onenet_heart", params)
     deadline = time.time() + 600
     status = api.train_status()
     while status.get("status") in ("SUBMITTED", "RUNNING", "QUEUED") and time.time() < deadline:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 import pytest
 import torch
@@ -113,3 +114,38 @@ def test_the_inference_config_loads_as_monai_label_loads_it(name, tmp_path):
     postprocessing = parser.get_parsed_content("postprocessing", instantiate=True)
     inferer = parser.get_parsed_content("inferer", instantiate=True)
     assert isinstance(preprocessing, Compose) and isinstance(postprocessing, Compose) and callable(inferer)
+
+
+def test_a_checkpoint_replacing_trained_weights_keeps_them_beside(tmp_path, caplog):
+    staged = stage_bundle("onenet_heart", tmp_path)
+    (staged / "models" / UNTRAINED_MARKER).unlink()  # as after a training through MONAI Label
+    trained = (staged / "models" / "model.pt").read_bytes()
+    torch.save(bundle_network("onenet_heart").state_dict(), tmp_path / "other.pt")
+    with caplog.at_level(logging.WARNING):
+        stage_bundle("onenet_heart", tmp_path, checkpoint=tmp_path / "other.pt")
+    (kept,) = (staged / "models").glob("model.pt.replaced-*")
+    assert kept.read_bytes() == trained and "kept as" in caplog.text
+
+
+def test_served_weights_that_no_longer_fit_the_edited_config_stop_the_start(tmp_path):
+    staged = stage_bundle("onenet_heart", tmp_path)
+    (staged / "models" / UNTRAINED_MARKER).unlink()
+    bundles = tmp_path / "bundles"
+    shutil.copytree(BUNDLES["heart"], bundles / "onenet_heart")
+    config = bundles / "onenet_heart" / "configs" / "inference.json"
+    config.write_text(config.read_text().replace('"network": "onenet_edge_4"', '"network": "onenet_ed_4"'))
+    with pytest.raises(ValueError, match="does not fit the network"):
+        stage_bundle("onenet_heart", tmp_path, bundles_dir=bundles)
+
+
+def test_random_weights_follow_an_edited_config(tmp_path):
+    stage_bundle("onenet_heart", tmp_path)
+    bundles = tmp_path / "bundles"
+    shutil.copytree(BUNDLES["heart"], bundles / "onenet_heart")
+    config = bundles / "onenet_heart" / "configs" / "inference.json"
+    config.write_text(config.read_text().replace('"network": "onenet_edge_4"', '"network": "onenet_ed_4"'))
+    staged = stage_bundle("onenet_heart", tmp_path, bundles_dir=bundles)
+    assert is_untrained(staged)
+    create_onenet("onenet_ed_4", in_channels=1, out_channels=2).load_state_dict(
+        torch.load(staged / "models" / "model.pt"), strict=True
+    )

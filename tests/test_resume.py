@@ -77,16 +77,41 @@ def test_an_unreadable_newest_checkpoint_is_skipped_for_the_one_before(tmp_path,
     trainer.run(DATA, max_epochs=2)
     assert trainer.state.iteration == 4, "the run should have resumed after epoch 1 and trained epoch 2"
     assert "skipping" in caplog.text and "checkpoint_epoch=9.pt" in caplog.text
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_epoch=2.pt"], "the unreadable file should be gone"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint_epoch=2.pt",
+        "checkpoint_epoch=2.pt.unreadable",
+        "checkpoint_epoch=9.pt.unreadable",
+    ]
 
 
 def test_no_readable_checkpoint_names_the_files_and_the_fix(tmp_path):
     (tmp_path / "checkpoint_epoch=4.pt").write_bytes(b"PK\x03\x04 cut short")
-    with pytest.raises(RuntimeError, match=r"checkpoint_epoch=4\.pt.*Delete them"):
+    with pytest.raises(RuntimeError, match=r"checkpoint_epoch=4\.pt.*set aside"):
         make_trainer(tmp_path, torch.nn.Linear(3, 1)).run(DATA, max_epochs=5)
+    trainer = make_trainer(tmp_path, torch.nn.Linear(3, 1))
+    trainer.run(DATA, max_epochs=1)
+    assert trainer.state.iteration == 2, "the next run should train from scratch"
 
 
 def test_a_checkpoint_of_another_network_names_the_clash(tmp_path):
     make_trainer(tmp_path, torch.nn.Linear(3, 1)).run(DATA, max_epochs=1)
     with pytest.raises(RuntimeError, match="different network"):
         make_trainer(tmp_path, torch.nn.Linear(3, 2)).run(DATA, max_epochs=2)
+
+
+class NotAllowed:
+    """A type torch.load(weights_only=True) refuses to unpickle."""
+
+
+def test_a_readable_checkpoint_torch_load_refuses_is_not_mistaken_for_a_truncated_one(tmp_path):
+    torch.save({"model": NotAllowed()}, tmp_path / "checkpoint_epoch=1.pt")
+    with pytest.raises(Exception, match="Unsupported global"):
+        make_trainer(tmp_path, torch.nn.Linear(3, 1)).run(DATA, max_epochs=2)
+    assert (tmp_path / "checkpoint_epoch=1.pt").exists(), "a readable checkpoint must never be set aside"
+
+
+def test_running_the_same_trainer_twice_saves_once_per_epoch(tmp_path):
+    trainer = make_trainer(tmp_path, torch.nn.Linear(3, 1))
+    trainer.run(DATA, max_epochs=1)
+    trainer.run(DATA, max_epochs=2)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_epoch=2.pt"]

@@ -14,7 +14,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-__all__ = ["ResumableCheckpoint", "latest_checkpoint", "require_checkpoint"]
+__all__ = ["ResumableCheckpoint", "epoch_checkpoints", "latest_checkpoint", "require_checkpoint"]
 
 _EPOCH = re.compile(r"epoch=(\d+)")
 
@@ -38,6 +38,8 @@ def latest_checkpoint(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> 
 
 
 def _is_unreadable(error: BaseException) -> bool:
+    if "Unsupported global" in str(error):  # a readable checkpoint holding a type torch.load does not allow
+        return False
     if isinstance(error, _UNREADABLE):
         return True
     return isinstance(error, RuntimeError) and any(text in str(error) for text in _UNREADABLE_MESSAGES)
@@ -68,7 +70,8 @@ class ResumableCheckpoint:
     ``DiskSaver`` (``checkpoint_epoch=N.pt``, written to a temporary file and renamed, so a run killed while
     saving leaves the previous checkpoint rather than a truncated one; MONAI's ``CheckpointSaver`` writes in
     place). Loading is MONAI's ``CheckpointLoader``; a checkpoint that cannot be read (cut short by a full
-    disk, say) is skipped with a warning for the next older one. A fresh ``ckpt_dir`` starts from scratch.
+    disk, say) is set aside as ``*.unreadable`` with a warning, and the next older one is tried. A fresh
+    ``ckpt_dir`` starts from scratch.
 
     Args:
         ckpt_dir: where the epoch checkpoints are written and looked for.
@@ -109,17 +112,25 @@ class ResumableCheckpoint:
                 score_name="epoch",
                 n_saved=1,
             )
-            # Added when the run starts, i.e. after every handler the trainer was built with.
-            engine.add_event_handler(Events.STARTED, lambda _: engine.add_event_handler(Events.EPOCH_COMPLETED, saver))
-            engine.add_event_handler(
-                Events.STARTED, lambda _: engine.add_event_handler(Events.EPOCH_COMPLETED, self._prune)
-            )
+
+            # Added when the first run starts, i.e. after every handler the trainer was built with (once: a
+            # second run() of the same trainer must not save twice per epoch).
+            def add_saving(_: Engine) -> None:
+                if not engine.has_event_handler(saver, Events.EPOCH_COMPLETED):
+                    engine.add_event_handler(Events.EPOCH_COMPLETED, saver)
+                    engine.add_event_handler(Events.EPOCH_COMPLETED, self._prune)
+
+            engine.add_event_handler(Events.STARTED, add_saving)
 
     def _prune(self, engine: Engine) -> None:
-        # The saver only removes files it wrote itself: after a resume, the checkpoint it resumed from (and any
-        # unreadable one it skipped) would stay.
+        # The saver only removes files it wrote itself: after a resume, the checkpoint it resumed from would stay.
+        # Only older epochs go, and only once this epoch's checkpoint is on disk.
+        current = os.path.join(self.ckpt_dir, f"checkpoint_epoch={engine.state.epoch}.pt")
+        if not os.path.isfile(current):
+            return
         for path in epoch_checkpoints(self.ckpt_dir):
-            if os.path.basename(path) != f"checkpoint_epoch={engine.state.epoch}.pt":
+            match = _EPOCH.search(os.path.basename(path))
+            if match and int(match.group(1)) < engine.state.epoch:
                 os.remove(path)
 
     def _resume(self, engine: Engine, objects: Dict) -> None:
@@ -130,15 +141,20 @@ class ResumableCheckpoint:
             except Exception as error:
                 if not _is_unreadable(error):
                     raise
-                engine.logger.warning(f"skipping {path}: it cannot be read ({type(error).__name__}: {error})")
+                # Set aside, not deleted: the run goes on from an older checkpoint and the file can be inspected.
+                os.replace(path, path + ".unreadable")
+                engine.logger.warning(
+                    f"skipping {path}: it cannot be read ({type(error).__name__}: {error}); set aside as "
+                    f"{os.path.basename(path)}.unreadable"
+                )
                 continue
             engine.logger.info(f"resumed from {path}: epoch {engine.state.epoch} of {engine.state.max_epochs} done")
             return
         if paths:
             raise RuntimeError(
                 f"no checkpoint in {self.ckpt_dir} can be read ({', '.join(map(os.path.basename, paths))} are "
-                "truncated or not checkpoints). Delete them to train from scratch, or give the run another "
-                "--output_dir."
+                "truncated or not checkpoints); they are set aside as *.unreadable. Run again to train from "
+                "scratch, or give the run another --output_dir."
             )
 
     def _load(self, engine: Engine, objects: Dict, path: str) -> None:

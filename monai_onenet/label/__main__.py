@@ -24,6 +24,7 @@ from monai_onenet.label.app import OneNetLabelApp  # noqa: F401
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The command line of ``python -m monai_onenet.label`` (``argv`` defaults to ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(prog="python -m monai_onenet.label", description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", required=True, help="folder of NIfTI studies (labels go to labels/final/)")
     parser.add_argument("--port", type=int, default=8000)
@@ -67,15 +68,13 @@ def prepare_app(args: argparse.Namespace) -> Path:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Stage the bundles, then run MONAI Label's ``start_server`` on them in this process (until interrupted)."""
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] (%(name)s) - %(message)s")
     args = parse_args(argv)
     app_dir = prepare_app(args)
 
     from monailabel.main import Main  # the MONAI Label server is an optional extra: imported only to serve
 
-    # The training subprocess MONAI Label spawns rebuilds the app from the environment, PYTHONPATH included.
-    os.environ.setdefault("PYTHONPATH", "")
-    os.environ.setdefault("MONAI_LABEL_SESSIONS", "false")
     conf = ["--conf", "models", ",".join(args.models), "--conf", "skip_trainers", str(args.skip_trainers).lower()]
     server = ["start_server", "--app", str(app_dir), "--studies", args.studies, "--host", args.host]
     sys.argv = ["monailabel", *server, "--port", str(args.port), *conf]

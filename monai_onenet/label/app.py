@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -23,6 +24,7 @@ from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 from monailabel.tasks.infer.bundle import BundleInferTask
 from monailabel.tasks.train.bundle import BundleConstants, BundleTrainTask
+from nibabel.filebasedimages import ImageFileError
 
 import monai_onenet
 from monai_onenet.label.staging import LABEL_MODELS, UNTRAINED_MARKER, is_untrained
@@ -30,6 +32,11 @@ from monai_onenet.label.staging import LABEL_MODELS, UNTRAINED_MARKER, is_untrai
 __all__ = ["InputError", "OneNetLabelApp", "OneNetInferTask", "OneNetTrainTask"]
 
 logger = logging.getLogger(__name__)
+
+
+# What reading or checking a bad image raises: nibabel's ImageFileError for a corrupt NIfTI, ValueError from the
+# bundle's checks (wrong number of channels), OSError / EOFError for unreadable or cut-short files.
+_INPUT_ERRORS = (ImageFileError, ValueError, OSError, EOFError)
 
 
 class InputError(ValueError):
@@ -70,7 +77,10 @@ class OneNetInferTask(BundleInferTask):
         try:
             data = super().run_pre_transforms(data, transforms)
         except Exception as error:
-            raise InputError(f"{image_path or 'the image'}: {_root_cause(error)}") from error
+            reason = _root_cause(error)
+            if not isinstance(reason, _INPUT_ERRORS):  # a fault of the server (memory, a bug) stays a 500
+                raise
+            raise InputError(f"{image_path or 'the image'}: {reason}") from error
         if image_path is not None:
             data["image_path"] = image_path
         return data
@@ -101,7 +111,10 @@ class OneNetTrainTask(BundleTrainTask):
 
     def config(self) -> Dict[str, Any]:
         options = super().config()
-        options.update({"max_epochs": 20, "val_split": 0.2, "multi_gpu": False})
+        options.update({"max_epochs": 20, "val_split": 0.2})
+        # Multi-GPU training would run multi_gpu_train.json through torchrun, outside the overrides made here.
+        for key in ("multi_gpu", "gpus"):
+            options.pop(key, None)
         return options
 
     def _load_checkpoint(self, model_pytorch: str, pretrained: bool, train_handlers: List[Dict]) -> None:
@@ -129,7 +142,9 @@ class OneNetTrainTask(BundleTrainTask):
         return overrides
 
     def __call__(self, request: Dict[str, Any], datastore: Any) -> Dict[str, Any]:
-        request = {"run_id": "training", **request}
+        # Slicer sends every row of the config panel, run_id "" among them: "" would run the whole config.
+        request = {**request, "run_id": request.get("run_id") or "training", "multi_gpu": False}
+        request["force_multi_gpu"] = False
         if not datastore.datalist():
             # Training runs in MONAI Label's subprocess: this message ends up in the task's status details.
             raise ValueError("no study has a final label yet: submit a label in 3D Slicer, then train.")
@@ -137,7 +152,11 @@ class OneNetTrainTask(BundleTrainTask):
         best = self._run_dir / "models" / "model.pt" if self._run_dir else None
         if best is None or not best.is_file():
             raise RuntimeError(f"training wrote no model in {self._run_dir}; its log says why.")
-        os.replace(best, Path(self.bundle_path) / "models" / "model.pt")
+        # Copied, not moved: the run folder keeps its model, and the served file changes in one step.
+        served = Path(self.bundle_path) / "models" / "model.pt"
+        partial = served.with_suffix(".pt.partial")
+        shutil.copy2(best, partial)
+        os.replace(partial, served)
         (Path(self.bundle_path) / "models" / UNTRAINED_MARKER).unlink(missing_ok=True)
         logger.info(f"{self.bundle_path}: now serving the model trained in {self._run_dir}")
         return result

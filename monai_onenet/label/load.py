@@ -2,8 +2,9 @@
 
     python -m monai_onenet.label.load --server http://127.0.0.1:8000 --model onenet_heart --image la_003 --requests 8
 
-Prints the latency of a first request (the server may load the model then), of one request alone, then of ``--requests`` requests sent at once (each through its own
-``MONAILabelClient``, as separate Slicer sessions), and checks that every answer is the same label volume.
+Prints the latency of a first request (the server may load the model then), of one request alone, then of
+``--requests`` requests sent at once (each through its own ``MONAILabelClient``, as separate Slicer sessions),
+and checks that every answer is the same label volume.
 ``--overlay served.png --studies DIR`` also draws the served label over the study, as 3D Slicer shows it.
 """
 
@@ -16,7 +17,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import nibabel as nib
 import numpy as np
@@ -59,7 +60,7 @@ def concurrent_infer(
 
     folder = tmpdir or tempfile.mkdtemp(prefix="onenet_label_load_")
 
-    def one(index: int):
+    def timed_request(index: int) -> Tuple[float, np.ndarray]:
         client = MONAILabelClient(server, tmpdir=folder, client_id=f"load{index}")
         start = time.perf_counter()
         path, _ = client.infer(model, image, {})
@@ -68,9 +69,9 @@ def concurrent_infer(
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=requests) as pool:
-        answers = list(pool.map(one, range(requests)))
+        answers = list(pool.map(timed_request, range(requests)))
     wall = time.perf_counter() - start
-    return LoadResult([a[0] for a in answers], wall, [a[1] for a in answers])
+    return LoadResult([latency for latency, _ in answers], wall, [label for _, label in answers])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

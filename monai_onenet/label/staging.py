@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -49,9 +50,11 @@ def stage_bundle(
 ) -> Path:
     """Copy bundle ``name`` into ``<app_dir>/model/<name>`` and give it ``models/model.pt``.
 
-    The weights, in order of preference: ``checkpoint`` when given; the staged ``model.pt`` when it is trained
+    The weights, in order of preference: ``checkpoint`` when given (trained weights it replaces are kept as
+    ``model.pt.replaced-<time>``); the staged ``model.pt`` when it is trained
     (a MONAI Label training writes it there); the first trained ``model.pt`` among ``search`` (e.g. the bundle's
-    own ``runs/onenet_heart/models/model.pt``); the staged random weights; new random weights. Random weights
+    own ``runs/onenet_heart/models/model.pt``); the staged random weights; new random weights. Weights are checked
+    against the network the copied inference config builds, so a mismatch stops the server at start. Random weights
     are marked with an ``UNTRAINED`` file and logged as a warning, so that the server says what it serves.
     The configs are copied on every call, so that a server restart picks up edited bundle configs.
 
@@ -89,17 +92,24 @@ def stage_bundle(
     marker = staged / "models" / UNTRAINED_MARKER
     trained = [Path(p) for p in search if Path(p).is_file()]
     if checkpoint is not None:
-        _write_weights(_fitting_state(staged, Path(checkpoint)), weights)
+        state = _fitting_state(staged, Path(checkpoint))
+        if weights.is_file() and not marker.exists():
+            # Possibly trained in Slicer: kept beside, under a name MONAI Label does not list as a model (*.pt).
+            kept = weights.with_name(f"model.pt.replaced-{time.strftime('%Y%m%d_%H%M%S')}")
+            shutil.copy2(weights, kept)
+            logger.warning(f"{name}: --checkpoint replaces the trained weights served so far; they are kept as {kept}")
+        _write_weights(state, weights)
         marker.unlink(missing_ok=True)
         logger.info(f"{name}: serving {checkpoint}")
     elif weights.is_file() and not marker.exists():
+        _fitting_state(staged, weights)  # the configs were copied afresh: they must still build this network
         logger.info(f"{name}: serving the weights already in {weights}")
     elif trained:
         _write_weights(_fitting_state(staged, trained[0]), weights)
         marker.unlink(missing_ok=True)
         logger.info(f"{name}: serving {trained[0]}")
     else:
-        if not weights.is_file():
+        if not weights.is_file() or not _fits(staged, weights):
             _write_weights(_build_network(staged).state_dict(), weights)
             marker.write_text("random weights: train first, or start the server with --checkpoint NAME=PATH\n")
         logger.warning(
@@ -114,6 +124,14 @@ def _build_network(staged: Path) -> torch.nn.Module:
     parser.read_config(str(staged / "configs" / "inference.json"))
     parser["bundle_root"] = str(staged)
     return parser.get_parsed_content("network_def")
+
+
+def _fits(staged: Path, path: Path) -> bool:
+    try:
+        _fitting_state(staged, path)
+    except ValueError:
+        return False
+    return True
 
 
 def _fitting_state(staged: Path, path: Path) -> Dict[str, torch.Tensor]:
