@@ -110,6 +110,18 @@ def test_infer_returns_the_bundles_own_prediction_on_the_input_grid(server, tmp_
     np.testing.assert_array_equal(np.asarray(served.dataobj), np.asarray(nib.load(written).dataobj))
 
 
+def test_monai_labels_own_bundle_task_loads_the_bundle_with_dropout(server):
+    """MONAI Label's BundleInferTask, as its sample app builds it for epistemic scoring (dropout written into
+    network_def, only inference.json read), runs the staged bundle."""
+    from monai_onenet.label.app import OneNetInferTask
+
+    task = OneNetInferTask(str(server["app"] / "model" / "onenet_heart"), {}, dropout=0.2)
+    assert task.is_valid()
+    path, _ = task({"image": str(server["studies"] / "la_002.nii.gz"), "device": "cpu"})
+    label = nib.load(path)
+    assert label.shape == (64, 64, 10) and set(np.unique(label.dataobj)) <= {0, 1}
+
+
 def test_eight_concurrent_requests_all_get_the_same_answer(server):
     alone = concurrent_infer(server["url"], "onenet_heart", "la_002", requests=1, tmpdir=str(server["root"]))
     together = concurrent_infer(server["url"], "onenet_heart", "la_002", requests=8, tmpdir=str(server["root"]))

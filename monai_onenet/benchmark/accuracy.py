@@ -68,6 +68,11 @@ ACCURACY_MODELS: Dict[str, AccuracyModel] = {
     "onenet_edge_4_w8": AccuracyModel(
         "onenet", _preset("onenet_edge_4", channels=(8, 32, 64, 128, 256)), "onenet_edge_4, top decoder width 8"
     ),
+    "onenet_edge_4_c8_16": AccuracyModel(
+        "onenet",
+        _preset("onenet_edge_4", channels=(8, 16, 64, 128, 256)),
+        "onenet_edge_4 with half the width at half resolution (16 encoder, 32 decoder channels)",
+    ),
     "onenet_edge_4_k3": AccuracyModel(
         "onenet", _preset("onenet_edge_4", mixing_kernel_size=3), "onenet_edge_4 with oriented kernels of 3"
     ),
