@@ -73,6 +73,16 @@ ACCURACY_MODELS: Dict[str, AccuracyModel] = {
         _preset("onenet_edge_4", channels=(8, 16, 64, 128, 256)),
         "onenet_edge_4 with half the width at half resolution (16 encoder, 32 decoder channels)",
     ),
+    "onenet_edge_4_half": AccuracyModel(
+        "onenet",
+        _preset("onenet_edge_4", channels=(8, 16, 32, 64, 128)),
+        "onenet_edge_4 at half the widths everywhere (8..128)",
+    ),
+    "onenet_edge_4_c8_16_k3": AccuracyModel(
+        "onenet",
+        _preset("onenet_edge_4", channels=(8, 16, 64, 128, 256), mixing_kernel_size=3),
+        "onenet_edge_4_c8_16 with oriented kernels of 3",
+    ),
     "onenet_edge_4_k3": AccuracyModel(
         "onenet", _preset("onenet_edge_4", mixing_kernel_size=3), "onenet_edge_4 with oriented kernels of 3"
     ),
