@@ -78,6 +78,16 @@ ACCURACY_MODELS: Dict[str, AccuracyModel] = {
         _preset("onenet_edge_4", channels=(8, 16, 32, 64, 128)),
         "onenet_edge_4 at half the widths everywhere (8..128)",
     ),
+    "onenet_edge_4_c8_16_48": AccuracyModel(
+        "onenet",
+        _preset("onenet_edge_4", channels=(8, 16, 48, 96, 192)),
+        "onenet_edge_4 at widths 8, 16, 48, 96, 192",
+    ),
+    "onenet_edge_4_c8_16_32": AccuracyModel(
+        "onenet",
+        _preset("onenet_edge_4", channels=(8, 16, 32, 128, 256)),
+        "onenet_edge_4 at widths 8, 16, 32, 128, 256",
+    ),
     "onenet_edge_4_c8_16_k3": AccuracyModel(
         "onenet",
         _preset("onenet_edge_4", channels=(8, 16, 64, 128, 256), mixing_kernel_size=3),
