@@ -45,7 +45,7 @@ def get_info(url: str) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The server on a free loopback port: three labelled heart studies and one corrupt file."""
+    """The server on a free loopback port: three labelled heart studies, one brain study and one corrupt file."""
     root = tmp_path_factory.mktemp("label")
     task = write_demo_task("Task02_Heart", root / "msd", num_training=3, num_test=0, shape=(64, 64, 10), progress=False)
     studies = root / "studies"
@@ -54,6 +54,11 @@ def server(tmp_path_factory):
         shutil.copy(image, studies / image.name)
         shutil.copy(task / "labelsTr" / image.name, studies / "labels" / "final" / image.name)
     (studies / "broken.nii.gz").write_bytes(b"not a nifti")
+    brain = write_demo_task(
+        "Task01_BrainTumour", root / "msd", num_training=1, num_test=0, shape=(48, 48, 8), progress=False
+    )
+    (brain_image,) = (brain / "imagesTr").glob("*.nii.gz")
+    shutil.copy(brain_image, studies / "brain_001.nii.gz")  # 4 channels in one 4D NIfTI, no final label
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -108,6 +113,14 @@ def test_infer_returns_the_bundles_own_prediction_on_the_input_grid(server, tmp_
     run_bundle("inference", configs("heart", "inference.json"), overrides + ["--output_dir", str(tmp_path)])
     (written,) = (tmp_path / "predictions").glob("*.nii.gz")
     np.testing.assert_array_equal(np.asarray(served.dataobj), np.asarray(nib.load(written).dataobj))
+
+
+def test_the_brain_model_segments_a_four_channel_study(server):
+    path, _ = client(server).infer("onenet_brain", "brain_001", {})
+    served = nib.load(path)
+    study = nib.load(server["studies"] / "brain_001.nii.gz")
+    assert study.shape == (48, 48, 8, 4) and served.shape == (48, 48, 8)
+    assert np.allclose(served.affine, study.affine, atol=1e-4) and set(np.unique(served.dataobj)) <= {0, 1, 2, 3}
 
 
 def test_monai_labels_own_bundle_task_loads_the_bundle_with_dropout(server):
