@@ -126,6 +126,9 @@ def test_a_checkpoint_replacing_trained_weights_keeps_them_beside(tmp_path, capl
     (kept,) = (staged / "models").glob("model.pt.replaced-*")
     assert kept.read_bytes() == trained and "kept as" in caplog.text
 
+    stage_bundle("onenet_heart", tmp_path, checkpoint=tmp_path / "other.pt")  # a restart with the same checkpoint
+    assert len(list((staged / "models").glob("model.pt.replaced-*"))) == 1, "nothing new to keep"
+
 
 def test_served_weights_that_no_longer_fit_the_edited_config_stop_the_start(tmp_path):
     staged = stage_bundle("onenet_heart", tmp_path)
@@ -149,3 +152,10 @@ def test_random_weights_follow_an_edited_config(tmp_path):
     create_onenet("onenet_ed_4", in_channels=1, out_channels=2).load_state_dict(
         torch.load(staged / "models" / "model.pt"), strict=True
     )
+
+
+def test_corrupt_random_weights_are_rebuilt(tmp_path):
+    staged = stage_bundle("onenet_heart", tmp_path)
+    (staged / "models" / "model.pt").write_bytes(b"PK\x03\x04 cut short")
+    stage_bundle("onenet_heart", tmp_path)
+    bundle_network("onenet_heart").load_state_dict(torch.load(staged / "models" / "model.pt"), strict=True)

@@ -115,3 +115,18 @@ def test_running_the_same_trainer_twice_saves_once_per_epoch(tmp_path):
     trainer.run(DATA, max_epochs=1)
     trainer.run(DATA, max_epochs=2)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_epoch=2.pt"]
+
+
+def test_training_from_scratch_removes_a_previous_runs_later_epochs(tmp_path):
+    make_trainer(tmp_path, torch.nn.Linear(3, 1)).run(DATA, max_epochs=3)
+    make_trainer(tmp_path, torch.nn.Linear(3, 1), resume=False).run(DATA, max_epochs=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_epoch=1.pt"]
+
+
+def test_a_rank_that_does_not_save_leaves_unreadable_files_to_the_saving_rank(tmp_path):
+    make_trainer(tmp_path, torch.nn.Linear(3, 1)).run(DATA, max_epochs=1)
+    (tmp_path / "checkpoint_epoch=2.pt").write_bytes(b"PK\x03\x04 cut short")
+    trainer = make_trainer(tmp_path, torch.nn.Linear(3, 1), save=False)
+    trainer.run(DATA, max_epochs=1)
+    assert trainer.state.epoch == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import os
-import pickle
 import re
 import zipfile
 from typing import Dict, List, Optional
@@ -17,11 +16,6 @@ from monai.handlers import CheckpointLoader, CheckpointSaver
 __all__ = ["ResumableCheckpoint", "epoch_checkpoints", "latest_checkpoint", "require_checkpoint"]
 
 _EPOCH = re.compile(r"epoch=(\d+)")
-
-
-# What torch.load raises on a file cut short or otherwise not a checkpoint.
-_UNREADABLE = (EOFError, pickle.UnpicklingError, zipfile.BadZipFile)
-_UNREADABLE_MESSAGES = ("PytorchStreamReader", "central directory", "unexpected EOF", "invalid load key")
 
 
 def epoch_checkpoints(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> List[str]:
@@ -37,12 +31,17 @@ def latest_checkpoint(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> 
     return paths[0] if paths else None
 
 
-def _is_unreadable(error: BaseException) -> bool:
-    if "Unsupported global" in str(error):  # a readable checkpoint holding a type torch.load does not allow
+def _is_intact(path: str) -> bool:
+    """Whether ``path`` is a whole ``torch.save`` archive (a zip file whose every member passes its CRC check).
+
+    Decided by the file, not by the error ``torch.load`` gave: a readable checkpoint that ``torch.load`` refuses
+    (a type ``weights_only`` does not allow) must stop the run, not be set aside as if it were cut short.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError):
         return False
-    if isinstance(error, _UNREADABLE):
-        return True
-    return isinstance(error, RuntimeError) and any(text in str(error) for text in _UNREADABLE_MESSAGES)
 
 
 class _BestScore:
@@ -124,13 +123,15 @@ class ResumableCheckpoint:
 
     def _prune(self, engine: Engine) -> None:
         # The saver only removes files it wrote itself: after a resume, the checkpoint it resumed from would stay.
-        # Only older epochs go, and only once this epoch's checkpoint is on disk.
+        # Only once this epoch's checkpoint is on disk.
         current = os.path.join(self.ckpt_dir, f"checkpoint_epoch={engine.state.epoch}.pt")
         if not os.path.isfile(current):
             return
         for path in epoch_checkpoints(self.ckpt_dir):
             match = _EPOCH.search(os.path.basename(path))
-            if match and int(match.group(1)) < engine.state.epoch:
+            epoch = int(match.group(1)) if match else engine.state.epoch
+            # Without resume, a previous run's later epochs go too: a later resume must not pick them up.
+            if epoch < engine.state.epoch or (not self.resume and epoch > engine.state.epoch):
                 os.remove(path)
 
     def _resume(self, engine: Engine, objects: Dict) -> None:
@@ -138,15 +139,15 @@ class ResumableCheckpoint:
         for path in paths:
             try:
                 self._load(engine, objects, path)
+            except FileNotFoundError:
+                continue  # set aside by the saving rank meanwhile (distributed runs)
             except Exception as error:
-                if not _is_unreadable(error):
+                if _is_intact(path):
                     raise
-                # Set aside, not deleted: the run goes on from an older checkpoint and the file can be inspected.
-                os.replace(path, path + ".unreadable")
-                engine.logger.warning(
-                    f"skipping {path}: it cannot be read ({type(error).__name__}: {error}); set aside as "
-                    f"{os.path.basename(path)}.unreadable"
-                )
+                engine.logger.warning(f"skipping {path}: it is cut short or corrupt ({type(error).__name__}: {error})")
+                if self.save:
+                    # Set aside, not deleted, so that it can be inspected; only the saving rank touches files.
+                    os.replace(path, path + ".unreadable")
                 continue
             engine.logger.info(f"resumed from {path}: epoch {engine.state.epoch} of {engine.state.max_epochs} done")
             return

@@ -24,23 +24,14 @@ from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 from monailabel.tasks.infer.bundle import BundleInferTask
 from monailabel.tasks.train.bundle import BundleConstants, BundleTrainTask
-from nibabel.filebasedimages import ImageFileError
 
 import monai_onenet
 from monai_onenet.label.staging import LABEL_MODELS, UNTRAINED_MARKER, is_untrained
+from monai_onenet.transforms import InputCheckError
 
-__all__ = ["InputError", "OneNetLabelApp", "OneNetInferTask", "OneNetTrainTask"]
+__all__ = ["OneNetLabelApp", "OneNetInferTask", "OneNetTrainTask"]
 
 logger = logging.getLogger(__name__)
-
-
-# What reading or checking a bad image raises: nibabel's ImageFileError for a corrupt NIfTI, ValueError from the
-# bundle's checks (wrong number of channels), OSError / EOFError for unreadable or cut-short files.
-_INPUT_ERRORS = (ImageFileError, ValueError, OSError, EOFError)
-
-
-class InputError(ValueError):
-    """An image the bundle's preprocessing cannot read or check (corrupt file, wrong number of channels)."""
 
 
 class OneNetInferTask(BundleInferTask):
@@ -74,13 +65,7 @@ class OneNetInferTask(BundleInferTask):
         # MONAI's Spacingd updates every "image_*" key of a NIfTI as the image's meta dictionary, and fails on the
         # "image_path" string MONAI Label adds; the writer needs it back afterwards.
         image_path = data.pop("image_path", None)
-        try:
-            data = super().run_pre_transforms(data, transforms)
-        except Exception as error:
-            reason = _root_cause(error)
-            if not isinstance(reason, _INPUT_ERRORS):  # a fault of the server (memory, a bug) stays a 500
-                raise
-            raise InputError(f"{image_path or 'the image'}: {reason}") from error
+        data = super().run_pre_transforms(data, transforms)
         if image_path is not None:
             data["image_path"] = image_path
         return data
@@ -218,12 +203,22 @@ class OneNetLabelApp(MONAILabelApp):
                 raise HTTPException(404, f"no image {image!r} in the studies folder {self.studies}.")
         try:
             return super().infer(request, datastore)
-        except InputError as error:
-            raise HTTPException(422, f"{model} cannot segment image {image!r}: {error}") from error
+        except Exception as error:
+            refusal = _input_check(error)
+            if refusal is None:  # a fault of the server (memory, a bug) stays a 500
+                raise
+            raise HTTPException(422, f"{model} cannot segment image {image!r}: {refusal}") from error
 
 
-def _root_cause(error: BaseException) -> BaseException:
-    # MONAI's Compose wraps a transform's error in RuntimeError("applying transform ..."): report the original.
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return error
+def _input_check(error: BaseException) -> Optional[InputCheckError]:
+    """The bundle's refusal of the input (corrupt file, wrong channels) behind ``error``, if that is its cause.
+
+    MONAI wraps a transform's error in ``RuntimeError("applying transform ...")``; the whole chain is searched.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, InputCheckError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

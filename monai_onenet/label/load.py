@@ -83,6 +83,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--overlay", default=None, help="PNG of the served label over the study (needs --studies)")
     parser.add_argument("--studies", default=None, help="the server's studies folder, to read the image from")
     args = parser.parse_args(argv)
+    if args.overlay and not args.studies:
+        parser.error("--overlay needs --studies, the server's studies folder, to read the image from")
 
     first = concurrent_infer(args.server, args.model, args.image, requests=1)
     print(f"first (may load the model): {first.summary()}")

@@ -93,7 +93,7 @@ def stage_bundle(
     trained = [Path(p) for p in search if Path(p).is_file()]
     if checkpoint is not None:
         state = _fitting_state(staged, Path(checkpoint))
-        if weights.is_file() and not marker.exists():
+        if weights.is_file() and not marker.exists() and not _same_weights(weights, state):
             # Possibly trained in Slicer: kept beside, under a name MONAI Label does not list as a model (*.pt).
             kept = weights.with_name(f"model.pt.replaced-{time.strftime('%Y%m%d_%H%M%S')}")
             shutil.copy2(weights, kept)
@@ -129,9 +129,15 @@ def _build_network(staged: Path) -> torch.nn.Module:
 def _fits(staged: Path, path: Path) -> bool:
     try:
         _fitting_state(staged, path)
-    except ValueError:
+    except Exception:  # only asked of random weights, which are rebuilt whatever is wrong with them
         return False
     return True
+
+
+def _same_weights(path: Path, state: Dict[str, torch.Tensor]) -> bool:
+    # A restart with the same --checkpoint: nothing trained since would be lost, so nothing is kept aside.
+    served = torch.load(path, map_location="cpu", weights_only=True)
+    return served.keys() == state.keys() and all(torch.equal(served[k], state[k]) for k in state)
 
 
 def _fitting_state(staged: Path, path: Path) -> Dict[str, torch.Tensor]:

@@ -7,7 +7,13 @@ from typing import Hashable, Mapping, Optional
 import torch
 from monai.transforms import MapTransform
 
-__all__ = ["CheckSegmentationPaird"]
+__all__ = ["CheckSegmentationPaird", "InputCheckError"]
+
+
+class InputCheckError(ValueError):
+    """An input the project's loading and checks refuse: a corrupt file, the wrong number of channels, labels
+    outside the task's classes. A ``ValueError`` whose message names the file and the fix; servers answer it as
+    the client's error (HTTP 422), not their own."""
 
 
 def _source(data: Mapping[Hashable, object], key: Hashable) -> str:
@@ -35,7 +41,7 @@ class CheckSegmentationPaird(MapTransform):
         >>> check({"image": torch.zeros(1, 8, 8), "label": torch.full((1, 8, 8), 5.0)})
         Traceback (most recent call last):
         ...
-        ValueError: <label>: label values [5] are not classes of this task (0..1). ...
+        monai_onenet.transforms.checks.InputCheckError: <label>: label values [5] are not classes of this task ...
     """
 
     def __init__(
@@ -56,7 +62,7 @@ class CheckSegmentationPaird(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> Mapping[Hashable, torch.Tensor]:
         image = data[self.image_key]
         if image.shape[0] != self.in_channels:
-            raise ValueError(
+            raise InputCheckError(
                 f"{_source(data, self.image_key)}: {image.shape[0]} channel(s) (shape {tuple(image.shape)}), but the "
                 f"network expects in_channels={self.in_channels}."
             )
@@ -65,7 +71,7 @@ class CheckSegmentationPaird(MapTransform):
         label = data[self.label_key]
         name = _source(data, self.label_key)
         if label.shape[0] != 1 or label.shape[1:] != image.shape[1:]:
-            raise ValueError(
+            raise InputCheckError(
                 f"{name}: label shape {tuple(label.shape[1:])} (channels {label.shape[0]}) does not match the image "
                 f"{_source(data, self.image_key)} of spatial shape {tuple(image.shape[1:])}. Image and label must be "
                 "voxel-aligned volumes of the same shape, the label with one channel."
@@ -77,7 +83,7 @@ class CheckSegmentationPaird(MapTransform):
         if bad.numel():
             shown = [int(v) if float(v).is_integer() else float(v) for v in bad[:8].tolist()]
             allowed = f"0..{self.num_classes - 1}" + ("" if self.ignore_value is None else f" or {self.ignore_value}")
-            raise ValueError(
+            raise InputCheckError(
                 f"{name}: label values {shown} are not classes of this task ({allowed}). "
                 "Fix the label file, or the task's classes."
             )

@@ -6,11 +6,14 @@ from typing import Hashable, Mapping
 
 from monai.transforms import LoadImaged
 
+from monai_onenet.transforms.checks import InputCheckError
+
 __all__ = ["LoadVolumed"]
 
 
 class LoadVolumed(LoadImaged):
-    """MONAI's ``LoadImaged``; a corrupt, truncated or unreadable file raises a ``ValueError`` that names it.
+    """MONAI's ``LoadImaged``; a corrupt, truncated or unreadable file raises an ``InputCheckError`` (a
+    ``ValueError``) that names it.
 
     MONAI reports such a file as "applying transform LoadImaged" with the cause deep in the traceback (a
     gzip ``EOFError`` for a truncated ``.nii.gz``); a user with hundreds of volumes needs the file name.
@@ -22,7 +25,7 @@ class LoadVolumed(LoadImaged):
         >>> LoadVolumed("image")({"image": path})
         Traceback (most recent call last):
         ...
-        ValueError: .../broken.nii.gz: cannot be read as an image (...). The file is corrupt or truncated; ...
+        monai_onenet.transforms.checks.InputCheckError: .../broken.nii.gz: cannot be read as an image ...
     """
 
     def __call__(self, data: Mapping[Hashable, object], reader=None):
@@ -31,7 +34,7 @@ class LoadVolumed(LoadImaged):
         except Exception as error:
             files = [str(data[key]) for key in self.key_iterator(dict(data))]
             cause = error.__cause__ or error
-            raise ValueError(
+            raise InputCheckError(
                 f"{', '.join(files)}: cannot be read as an image ({type(cause).__name__}: {cause}). The file is "
                 "corrupt or truncated; replace or re-download it."
             ) from error
