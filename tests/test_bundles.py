@@ -239,6 +239,7 @@ def test_two_process_ddp_training_on_cpu(tmp_path):
     overrides = ["--dataset_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"), *TINY]
     command = [
         "torchrun",
+        "--standalone",  # a free port of its own, not the fixed 29500 another process may hold
         "--nproc_per_node",
         "2",
         "-m",
