@@ -26,6 +26,15 @@ def bundle_command(run_id: str, config_file: str, overrides: Sequence[str]) -> L
     return [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_file, *overrides]
 
 
+def run_bundle_on_two_processes(config_file: str, overrides: Sequence[str]) -> subprocess.CompletedProcess:
+    """Train with ``torchrun --nproc_per_node 2`` (gloo on CPU); on failure the assertion shows its output."""
+    command = ["torchrun", "--standalone", "--nproc_per_node", "2"]  # standalone: a free port, not a fixed 29500
+    command += ["-m", "monai.bundle", "run", "training", "--config_file", config_file, *overrides]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result
+
+
 def run_bundle(
     run_id: str, config_file: str, overrides: Sequence[str], check: bool = True, timeout: int = 600
 ) -> subprocess.CompletedProcess:

@@ -22,6 +22,7 @@ from bundle_utils import (
     configs,
     overrides,
     run_bundle,
+    run_bundle_on_two_processes,
     train_two_epochs,
 )
 from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
@@ -237,25 +238,9 @@ def test_two_process_ddp_training_on_cpu(tmp_path):
 
     write_demo_task("Task02_Heart", tmp_path / "data", num_training=10, num_test=1, shape=(32, 32, 8), progress=False)
     overrides = ["--dataset_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"), *TINY]
-    command = [
-        "torchrun",
-        "--standalone",  # a free port of its own, not the fixed 29500 another process may hold
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "monai.bundle",
-        "run",
-        "training",
-        "--config_file",
-        configs("heart", "train.json", "multi_gpu_train.json"),
-        *overrides,
-        "--epochs",
-        "2",
-        "--val_interval",
-        "1",
-    ]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    run_bundle_on_two_processes(
+        configs("heart", "train.json", "multi_gpu_train.json"), [*overrides, "--epochs", "2", "--val_interval", "1"]
+    )
     history = json.loads((tmp_path / "out" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and all(0 <= h["val_mean_dice"] <= 1 for h in history)
     run_bundle("inference", configs("heart", "inference.json"), overrides)

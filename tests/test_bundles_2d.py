@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 
 import numpy as np
 import pytest
 import torch
-from bundle_utils import BUNDLES, REPO, check_two_epochs_written, configs, overrides, run_bundle, train_two_epochs
+from bundle_utils import (
+    BUNDLES,
+    check_two_epochs_written,
+    configs,
+    overrides,
+    run_bundle,
+    run_bundle_on_two_processes,
+    train_two_epochs,
+)
 from monai.bundle import ConfigParser
 from PIL import Image
 
@@ -134,20 +141,7 @@ def test_engine_wiring_is_the_heart_bundles(bundle):
 def test_two_process_ddp_trains_the_unified_pet_bundle(demo_2d_root, tmp_path):
     """`torchrun --nproc_per_node 2` with gloo: segmentation + classification under DistributedDataParallel."""
     args = common(demo_2d_root, tmp_path, "--epochs", "1", "--val_interval", "1")
-    command = [
-        "torchrun",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "monai.bundle",
-        "run",
-        "training",
-        "--config_file",
-        configs("pet", "train.json", "multi_gpu_train.json"),
-        *args,
-    ]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    run_bundle_on_two_processes(configs("pet", "train.json", "multi_gpu_train.json"), args)
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1] and 0 <= history[0]["val_miou"] <= 1
     state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu")

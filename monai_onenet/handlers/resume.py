@@ -18,11 +18,15 @@ __all__ = ["ResumableCheckpoint", "epoch_checkpoints", "latest_checkpoint", "req
 _EPOCH = re.compile(r"epoch=(\d+)")
 
 
+def _epoch(path: str) -> Optional[int]:
+    match = _EPOCH.search(os.path.basename(path))
+    return int(match.group(1)) if match else None
+
+
 def epoch_checkpoints(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> List[str]:
     """The epoch checkpoints in ``ckpt_dir``, newest (highest epoch number) first."""
-    paths = glob.glob(os.path.join(glob.escape(ckpt_dir), pattern))
-    numbered = [(int(m.group(1)), p) for p in paths if (m := _EPOCH.search(os.path.basename(p)))]
-    return [path for _, path in sorted(numbered, reverse=True)]
+    paths = [p for p in glob.glob(os.path.join(glob.escape(ckpt_dir), pattern)) if _epoch(p) is not None]
+    return sorted(paths, key=_epoch, reverse=True)
 
 
 def latest_checkpoint(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> Optional[str]:
@@ -128,8 +132,7 @@ class ResumableCheckpoint:
         if not os.path.isfile(current):
             return
         for path in epoch_checkpoints(self.ckpt_dir):
-            match = _EPOCH.search(os.path.basename(path))
-            epoch = int(match.group(1)) if match else engine.state.epoch
+            epoch = _epoch(path)
             # Without resume, a previous run's later epochs go too: a later resume must not pick them up.
             if epoch < engine.state.epoch or (not self.resume and epoch > engine.state.epoch):
                 os.remove(path)
