@@ -14,7 +14,8 @@ from monai_onenet.data.demo_2d import write_demo_pet, write_demo_voc
 from monai_onenet.data.folder import folder_datalist
 from monai_onenet.data.pet import PET_BREEDS, pet_datalist
 from monai_onenet.data.voc import VOC_IGNORE, voc_datalist
-from monai_onenet.transforms import LoadVolumed, PetTargetd
+from monai_onenet.transforms import LoadVolumed, PetTargetd, image_2d_loading
+from monai_onenet.transforms.checks import InputCheckError
 
 LOAD = Compose([LoadImaged(["image", "label"]), EnsureChannelFirstd(["image", "label"])])
 
@@ -96,11 +97,32 @@ def test_voc_missing_split_and_missing_mask(voc_parent, tmp_path):
         voc_datalist(tmp_path, "trainval")
 
 
+def test_pet_missing_list_file_is_named(tmp_path):
+    root = write_demo_pet(tmp_path, images_per_breed=1, size=32)
+    (root / "annotations" / "test.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"test.txt: Pet list file not found"):
+        pet_datalist(tmp_path, "test")
+
+
 def test_unreadable_image_is_named(tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(ValueError, match="broken.jpg: cannot be read"):
         LoadVolumed("image")({"image": str(broken)})
+
+
+@pytest.mark.parametrize("exists, message", [(True, "broken.jpg: cannot be read as an image"), (False, "no such file")])
+def test_pictures_chain_names_an_unreadable_or_missing_picture(tmp_path, exists, message):
+    """Through the bundles' 2D chain, where MONAI itself would blame missing reader libraries."""
+    broken = tmp_path / "broken.jpg"
+    if exists:
+        broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    chain = Compose(image_2d_loading(in_channels=3, num_classes=2, with_label=False))
+    with pytest.raises(RuntimeError) as error:
+        chain({"image": str(broken), "name": "broken"})
+    cause = error.value.__cause__
+    assert isinstance(cause, InputCheckError) and message in str(cause)
+    assert "reader libraries" not in str(cause)
 
 
 def _folders(tmp_path, images, masks):
@@ -115,6 +137,29 @@ def test_folder_adapter_pairs_by_stem_and_reads_labels(tmp_path):
     (tmp_path / "labels.csv").write_text("image,label\na.png,1\nb,0\n")
     items = folder_datalist(tmp_path / "images", tmp_path / "masks", tmp_path / "labels.csv")
     assert [(i["name"], i["class_label"]) for i in items] == [("a", 1), ("b", 0)]
+
+
+@pytest.mark.parametrize(
+    "csv_text, message",
+    [
+        ("name,class\na,1\n", "header with columns 'image' and 'label'"),
+        ("image,label\na,cat\nb,0\n", "line 2: label 'cat' of 'a' is not an integer"),
+        ("image,label\na,1\n", "has no label for"),
+    ],
+)
+def test_folder_adapter_bad_label_csv_is_named(tmp_path, csv_text, message):
+    _folders(tmp_path, ["a", "b"], ["a", "b"])
+    (tmp_path / "labels.csv").write_text(csv_text)
+    with pytest.raises(ValueError, match=message):
+        folder_datalist(tmp_path / "images", tmp_path / "masks", tmp_path / "labels.csv")
+
+
+@pytest.mark.parametrize("missing", ["images", "masks"])
+def test_folder_adapter_missing_folder_is_named(tmp_path, missing):
+    _folders(tmp_path, ["a"], ["a"])
+    shutil.rmtree(tmp_path / missing)
+    with pytest.raises(FileNotFoundError, match=f"{missing}: folder not found"):
+        folder_datalist(tmp_path / "images", tmp_path / "masks")
 
 
 def test_folder_adapter_lists_unmatched_files(tmp_path):

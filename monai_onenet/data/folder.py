@@ -70,7 +70,15 @@ def folder_datalist(
             reader = csv.DictReader(file)
             if not reader.fieldnames or not {"image", "label"} <= set(reader.fieldnames):
                 raise ValueError(f"{labels_csv}: expected a header with columns 'image' and 'label'.")
-            labels = {_stem(Path(row["image"])): int(row["label"]) for row in reader}
+            labels = {}
+            for row in reader:
+                try:
+                    labels[_stem(Path(row["image"]))] = int(row["label"])
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"{labels_csv}, line {reader.line_num}: label {row['label']!r} of {row['image']!r} is not "
+                        "an integer class index."
+                    ) from None
         absent = [str(images[item["name"]]) for item in items if item["name"] not in labels]
         if absent:
             raise ValueError(f"{labels_csv} has no label for:\n  " + "\n  ".join(absent[:20]))

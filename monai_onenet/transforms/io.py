@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Hashable, Mapping
 
 from monai.transforms import LoadImaged
@@ -33,8 +34,17 @@ class LoadVolumed(LoadImaged):
             return super().__call__(data, reader)
         except Exception as error:
             files = [str(data[key]) for key in self.key_iterator(dict(data))]
+            missing = [file for file in files if not Path(file).exists()]
+            if missing:
+                raise InputCheckError(f"{', '.join(missing)}: no such file; check the path.") from error
             cause = error.__cause__ or error
+            # MONAI words a file that every reader refuses as a missing reader library; the file is what is wrong.
+            reason = (
+                "none of MONAI's image readers can decode it"
+                if "cannot find a suitable reader" in str(cause)
+                else f"{type(cause).__name__}: {cause}"
+            )
             raise InputCheckError(
-                f"{', '.join(files)}: cannot be read as an image ({type(cause).__name__}: {cause}). The file is "
-                "corrupt or truncated; replace or re-download it."
+                f"{', '.join(files)}: cannot be read as an image ({reason}). The file is corrupt, truncated or not "
+                "an image; replace or re-download it."
             ) from error
