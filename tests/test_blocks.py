@@ -96,6 +96,25 @@ def test_oriented_conv_sees_along_every_axis_only(spatial_dims):
     assert torch.equal(support, expected)
 
 
+@pytest.mark.parametrize("spatial_dims, shape", [(2, (2, 6, 9, 7)), (3, (2, 5, 4, 6, 7))])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_oriented_conv_folded_last_axis_equals_the_plain_convs(spatial_dims, shape, channels_last):
+    """The last axis runs on a folded view (speed); outputs, gradients and the memory layout are the plain ones."""
+    torch.manual_seed(0)
+    mix = OrientedConv(spatial_dims, channels=shape[1], kernel_size=5)
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last if spatial_dims == 2 else torch.channels_last_3d)
+    x.requires_grad_(True)
+    folded, plain = mix(x), x + mix.convs(x)
+    torch.testing.assert_close(folded, plain, rtol=1e-5, atol=1e-5)
+    grads = [torch.autograd.grad(out.square().sum(), [x, *mix.parameters()]) for out in (folded, plain)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    layout = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
+    assert folded.is_contiguous(memory_format=layout) == x.is_contiguous(memory_format=layout)
+
+
 def test_get_spatial_mixing_rejects_unknown_name():
     with pytest.raises(ValueError, match="spatial_mixing must be one of"):
         get_spatial_mixing("diagonal", 2, 8, 9)

@@ -111,6 +111,7 @@ BAD_ARGS = [
     ({"in_channels": 0}, "in_channels and out_channels must be >= 1"),
     ({"adn_ordering": "DAN"}, r"adn_ordering must be one of \('ADN', 'NDA'\)"),
     ({"decoder": "conv", "full_resolution": False}, "full_resolution=False needs the 1D encoder and decoder"),
+    ({"level_convs": 0}, "level_convs must be >= 1"),
 ]
 
 
@@ -233,3 +234,48 @@ def test_half_resolution_onenet_has_no_full_resolution_layer():
     for hook in hooks:
         hook.remove()
     assert sizes and max(sizes) == 8
+
+
+@pytest.mark.parametrize("level_convs", [1, 2, 3])
+def test_level_convs_sets_the_channel_convs_of_every_1d_level(level_convs):
+    net = OneNet(2, 1, 2, channels=TINY, spatial_mixing="oriented", level_convs=level_convs)
+    levels = [*net.encoder_levels, *net.decoder_levels]
+    assert all(len(level.convs) == level_convs for level in levels)
+    assert net(torch.randn(2, 1, 16, 16)).shape == (2, 2, 16, 16)
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_every_1d_level_runs_channels_last(in_channels):
+    """A one-channel image (and its unshuffled copy) is channels-first and channels-last at once; the levels must
+    still get the channels-last layout their convolutions are fast in."""
+    net = OneNet(2, in_channels, 2, channels=TINY, spatial_mixing="oriented", full_resolution=False)
+    layouts = []
+    for level in [*net.encoder_levels, *net.decoder_levels]:
+        level.mixing.register_forward_hook(
+            lambda module, inputs, output: layouts.append(output.is_contiguous(memory_format=torch.channels_last))
+        )
+    net(torch.randn(2, in_channels, 16, 16))
+    assert layouts and all(layouts)
+
+
+@pytest.mark.parametrize("decoder", ["1d", "conv"])
+def test_eval_frees_each_stage_input_before_the_next_conv(decoder):
+    """The eval-mode memory peak: a level's mixing output is gone once its first channel-wise conv has run."""
+    import weakref
+
+    net = OneNet(2, 1, 2, channels=TINY, decoder=decoder).eval()
+    alive = []
+    for level in [*net.encoder_levels, *net.decoder_levels]:
+        refs = []
+        level.mixing.register_forward_hook(lambda module, inputs, output, refs=refs: refs.append(weakref.ref(output)))
+        step = level.convs.step
+
+        def spy(x, index, step=step, refs=refs):
+            if index > 0:
+                alive.append(refs[-1]() is not None)
+            return step(x, index)
+
+        level.convs.step = spy
+    with torch.no_grad():
+        net(torch.randn(1, 1, 16, 16))
+    assert alive and not any(alive)

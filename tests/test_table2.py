@@ -76,3 +76,12 @@ def test_edge_preset_is_oriented_onenet_with_nothing_at_full_resolution():
     assert net.encoder_levels[0].convs[0].conv.in_channels == 4  # the unshuffled 1-channel input itself
     with torch.no_grad():
         assert net.eval()(torch.randn(1, 1, 96, 96)).shape == (1, 2, 96, 96)
+
+
+def test_lite_edge_preset_is_the_edge_preset_with_one_channel_conv_per_level():
+    edge = create_onenet("onenet_edge_4", in_channels=1, out_channels=2, deep_supervision=False)
+    lite = create_onenet("onenet_edge_lite_4", in_channels=1, out_channels=2, deep_supervision=False)
+    levels = [*lite.encoder_levels, *lite.decoder_levels]
+    assert all(len(level.convs) == 1 for level in levels)
+    assert sum(p.numel() for p in lite.parameters()) == 415_656
+    assert sum(p.numel() for p in edge.parameters()) == 591_496

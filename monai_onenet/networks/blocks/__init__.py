@@ -14,6 +14,7 @@ from monai_onenet.networks.blocks.oriented_conv import OrientedConv
 from monai_onenet.networks.blocks.pixel_shuffle import channels_to_space, space_to_channels
 from monai_onenet.networks.blocks.sequence_conv import SequenceConv, sequence_conv_reference, sequence_conv_shifted_add
 from monai_onenet.networks.blocks.spatial_mixing import SPATIAL_MIXING, get_spatial_mixing
+from monai_onenet.networks.blocks.stepped import SteppedSequential
 from monai_onenet.networks.blocks.subpixel_head import SubpixelHead
 
 __all__ = [
@@ -33,5 +34,6 @@ __all__ = [
     "sequence_conv_shifted_add",
     "SPATIAL_MIXING",
     "get_spatial_mixing",
+    "SteppedSequential",
     "SubpixelHead",
 ]

@@ -11,6 +11,7 @@ from monai.networks.blocks import ADN, Convolution
 
 from monai_onenet.networks.blocks.pixel_shuffle import channels_to_space, space_to_channels
 from monai_onenet.networks.blocks.spatial_mixing import get_spatial_mixing
+from monai_onenet.networks.blocks.stepped import SteppedSequential
 
 __all__ = [
     "ADN_ORDERINGS",
@@ -90,7 +91,27 @@ def _norm_as_affine(norm: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
     return scale, shift
 
 
-class ChannelConvStack(nn.Sequential):
+_FUSED_CONV_RELU = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+def _conv_then_act(
+    conv: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], act: Optional[nn.Module]
+) -> torch.Tensor:
+    """``act(conv(x))`` with the given weights; on the CPU without autograd a ReLU runs inside oneDNN's convolution.
+
+    The fused kernel (the one ``torch.compile`` emits for conv + ReLU on the CPU) saves a full pass over the output,
+    the largest remaining cost of a 1x1 conv at full resolution. Anything else runs unfused.
+    """
+    fusable = isinstance(act, nn.ReLU) and x.device.type == "cpu" and x.dtype == torch.float32
+    if _FUSED_CONV_RELU and fusable and not torch.is_grad_enabled() and not torch.jit.is_tracing():
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, "relu", [None], ""
+        )
+    x = conv._conv_forward(x, weight, bias)
+    return x if act is None else act(x)
+
+
+class ChannelConvStack(SteppedSequential):
     """A chain of :class:`ChannelConv` (``widths[0] -> widths[1] -> ...``).
 
     In eval mode with batch norm, every norm is folded into a 1x1 convolution, which is exact because a 1x1
@@ -139,41 +160,35 @@ class ChannelConvStack(nn.Sequential):
         )
         self.norm_after_act = "A" not in adn_ordering or adn_ordering.index("N") > adn_ordering.index("A")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def step(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Conv ``index`` of the chain alone, with the norms folded in eval mode (see :class:`SteppedSequential`)."""
         if self.fast_path and self.folds_norms and not self.training and not torch.jit.is_scripting():
-            return self._folded_forward(x) if self.norm_after_act else self._folded_pre_act_forward(x)
-        for layer in self:
-            x = layer(x)
-        return x
+            return self._folded_step(x, index) if self.norm_after_act else self._folded_pre_act_step(x, index)
+        return self.plain_step(x, index)
 
     @torch.jit.unused
-    def _folded_pre_act_forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self:
-            conv = layer.conv
-            scale, shift = _norm_as_affine(layer.adn.N)
-            bias = shift if conv.bias is None else conv.bias * scale + shift
-            x = conv._conv_forward(x, conv.weight * scale.view([-1] + [1] * (conv.weight.dim() - 1)), bias)
-            act = layer.adn._modules.get("A")
-            if act is not None:
-                x = act(x)
-        return x
+    def _folded_pre_act_step(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        layer = self[index]
+        conv = layer.conv
+        scale, shift = _norm_as_affine(layer.adn.N)
+        bias = shift if conv.bias is None else conv.bias * scale + shift
+        weight = conv.weight * scale.view([-1] + [1] * (conv.weight.dim() - 1))
+        return _conv_then_act(conv, x, weight, bias, layer.adn._modules.get("A"))
 
     @torch.jit.unused
-    def _folded_forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale: Optional[torch.Tensor] = None
-        shift: Optional[torch.Tensor] = None
-        for layer in self:
-            conv = layer.conv
-            weight, bias = conv.weight, conv.bias
-            if scale is not None and shift is not None:
-                folded_bias = weight.flatten(1) @ shift
-                bias = folded_bias if bias is None else bias + folded_bias
-                weight = weight * scale.view([1, -1] + [1] * (weight.dim() - 2))
-            x = conv._conv_forward(x, weight, bias)
-            act = layer.adn._modules.get("A")
-            if act is not None:
-                x = act(x)
-            scale, shift = _norm_as_affine(layer.adn.N)
+    def _folded_step(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        layer = self[index]
+        conv = layer.conv
+        weight, bias = conv.weight, conv.bias
+        if index > 0:  # the previous conv's norm, folded into this one
+            scale, shift = _norm_as_affine(self[index - 1].adn.N)
+            folded_bias = weight.flatten(1) @ shift
+            bias = folded_bias if bias is None else bias + folded_bias
+            weight = weight * scale.view([1, -1] + [1] * (weight.dim() - 2))
+        x = _conv_then_act(conv, x, weight, bias, layer.adn._modules.get("A"))
+        if index < self.steps - 1:
+            return x
+        scale, shift = _norm_as_affine(layer.adn.N)
         view = [1, -1] + [1] * (x.dim() - 2)
         if torch.is_grad_enabled() or torch.jit.is_tracing():
             return torch.addcmul(shift.view(view), x, scale.view(view))
@@ -194,6 +209,7 @@ class OneNetEncoderLevel(nn.Module):
         dropout: dropout ratio.
         bias: whether the convolutions have a bias.
         adn_ordering: order of activation, dropout and normalisation. Defaults to ``"ADN"`` (the paper's).
+        level_convs: number of channel-wise convs. Defaults to 2 (the paper's).
     """
 
     def __init__(
@@ -208,11 +224,12 @@ class OneNetEncoderLevel(nn.Module):
         dropout: float | tuple | None = 0.0,
         bias: bool = True,
         adn_ordering: str = "ADN",
+        level_convs: int = 2,
     ):
         super().__init__()
         folded = in_channels * 2**spatial_dims
         self.mixing = get_spatial_mixing(spatial_mixing, spatial_dims, folded, mixing_kernel_size)
-        widths = (folded, out_channels, out_channels)
+        widths = (folded,) + (out_channels,) * level_convs
         self.convs = ChannelConvStack(spatial_dims, widths, act, norm, dropout, bias, adn_ordering)
 
     def downsample(self, x: torch.Tensor) -> torch.Tensor:
@@ -239,6 +256,7 @@ class OneNetDecoderLevel(nn.Module):
         dropout: dropout ratio.
         bias: whether the convolutions have a bias.
         adn_ordering: order of activation, dropout and normalisation. Defaults to ``"ADN"`` (the paper's).
+        level_convs: number of channel-wise convs. Defaults to 2 (the paper's).
     """
 
     def __init__(
@@ -254,6 +272,7 @@ class OneNetDecoderLevel(nn.Module):
         dropout: float | tuple | None = 0.0,
         bias: bool = True,
         adn_ordering: str = "ADN",
+        level_convs: int = 2,
     ):
         super().__init__()
         block = 2**spatial_dims
@@ -261,12 +280,15 @@ class OneNetDecoderLevel(nn.Module):
             raise ValueError(f"OneNetDecoderLevel needs in_channels divisible by {block}, got {in_channels}.")
         merged = in_channels // block + skip_channels
         self.mixing = get_spatial_mixing(spatial_mixing, spatial_dims, merged, mixing_kernel_size)
-        widths = (merged, out_channels, out_channels)
+        widths = (merged,) + (out_channels,) * level_convs
         self.convs = ChannelConvStack(spatial_dims, widths, act, norm, dropout, bias, adn_ordering)
+
+    def upsample(self, x: torch.Tensor) -> torch.Tensor:
+        return channels_to_space(x, 2)
 
     def merge(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Pixel-shuffle ``x`` and put the skip before it."""
-        x = channels_to_space(x, 2)
+        x = self.upsample(x)
         return x if skip is None else torch.cat([skip, x], dim=1)
 
     def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -9,6 +9,8 @@ import torch.nn as nn
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 
+from monai_onenet.networks.blocks.stepped import SteppedSequential
+
 __all__ = ["UNetEncoderLevel", "UNetDecoderLevel", "double_conv"]
 
 
@@ -21,10 +23,10 @@ def double_conv(
     dropout: float | tuple | None,
     bias: bool,
     conv_only: bool = False,
-) -> nn.Sequential:
+) -> SteppedSequential:
     """Two 3x3 convolutions (conv -> norm -> act each, or plain convolutions with ``conv_only``)."""
     settings = {"kernel_size": 3, "act": act, "norm": norm, "dropout": dropout, "bias": bias, "conv_only": conv_only}
-    return nn.Sequential(
+    return SteppedSequential(
         Convolution(spatial_dims, in_channels, out_channels, **settings),
         Convolution(spatial_dims, out_channels, out_channels, **settings),
     )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import List, Optional
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from monai.networks.layers.factories import Conv
+
+from monai_onenet.networks.blocks.layout import channels_first_view, channels_last_view
 
 __all__ = ["OrientedConv"]
 
@@ -45,4 +50,29 @@ class OrientedConv(nn.Module):
         self.convs = nn.Sequential(*convs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.convs(x)
+        mixed = x
+        last = len(self.convs) - 1
+        for axis, conv in enumerate(self.convs):
+            if axis == last and axis > 0 and not torch.jit.is_tracing() and channels_last_view(mixed).is_contiguous():
+                mixed = _along_last_axis(mixed, conv.weight, conv.bias)
+            else:
+                mixed = conv(mixed)
+        return x + mixed
+
+
+def _along_last_axis(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """The depthwise conv along the last spatial axis, run as one along the first axis of a folded view.
+
+    On channels-last maps oneDNN's kernels for a ``1 x k`` depthwise conv are about 3x slower than for ``k x 1``
+    (backward most). Folding every other spatial axis into the batch, ``(B, *S, C) -> (B * S[:-1], S[-1], 1, C)``,
+    is a free view for a channels-last tensor (the only kind it is used on) and turns the conv into a ``k x 1`` one
+    with identical outputs.
+    ONNX export (a trace) keeps the plain convolution, which ONNX Runtime lays out on its own.
+    """
+    channels, length = x.shape[1], x.shape[-1]
+    folded = channels_last_view(x).reshape(-1, length, 1, channels)
+    folded = folded.permute(0, 3, 1, 2)  # (N, C, length, 1), stored channels-last
+    kernel = weight.reshape(channels, 1, -1, 1)
+    out = F.conv2d(folded, kernel, bias, padding=(kernel.shape[2] // 2, 0), groups=channels)
+    shape: List[int] = [x.shape[0]] + list(x.shape[2:]) + [channels]
+    return channels_first_view(out.permute(0, 2, 3, 1).reshape(shape))
