@@ -115,6 +115,21 @@ def test_oriented_conv_folded_last_axis_equals_the_plain_convs(spatial_dims, sha
     assert folded.is_contiguous(memory_format=layout) == x.is_contiguous(memory_format=layout)
 
 
+def test_module_by_module_runs_every_conv_module():
+    """FLOP counters hook the modules: with the fast paths off, no convolution may run around its module."""
+    from monai_onenet.benchmark.flops import module_by_module
+    from monai_onenet.networks import OneNet
+
+    net = OneNet(2, 1, 2, channels=(4, 8, 16), spatial_mixing="oriented").eval()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    called = set()
+    for conv in convs:
+        conv.register_forward_hook(lambda module, inputs, output: called.add(module))
+    with torch.no_grad(), module_by_module(net):
+        net(torch.randn(1, 1, 16, 16).contiguous(memory_format=torch.channels_last))
+    assert len(called) == len(convs)
+
+
 def test_get_spatial_mixing_rejects_unknown_name():
     with pytest.raises(ValueError, match="spatial_mixing must be one of"):
         get_spatial_mixing("diagonal", 2, 8, 9)
@@ -187,3 +202,17 @@ def test_norm_first_stack_scripts_in_its_own_order_after_a_default_one():
         stack[0].adn.N.running_mean.fill_(1.0)
         stack.eval().fast_path = False
         torch.testing.assert_close(torch.jit.script(stack)(x), stack(x))
+
+
+def test_stepped_chain_knows_its_length_and_refuses_to_run_changed():
+    from monai_onenet.networks.blocks import SteppedSequential
+
+    chain = SteppedSequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    assert chain.steps == 3 and chain[0:2].steps == 2
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(torch.jit.script(chain)(x), chain(x))
+    with pytest.raises(IndexError, match="Step 3 of a chain of 3"):
+        chain.step(x, 3)
+    chain.append(torch.nn.ReLU())
+    with pytest.raises(RuntimeError, match="built with 3 layers and now has 4"):
+        chain(x)

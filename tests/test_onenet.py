@@ -179,11 +179,14 @@ def test_deep_supervision_output_feeds_monai_loss():
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_fast_paths_compute_the_model_as_written(spatial_dims):
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"spatial_mixing": "oriented", "adn_ordering": "NDA", "level_convs": 1}], ids=["paper", "other"]
+)
+def test_fast_paths_compute_the_model_as_written(spatial_dims, kwargs):
     from monai_onenet.benchmark.flops import module_by_module
 
     torch.manual_seed(0)
-    net = OneNet(spatial_dims, 1, 3, channels=(8, 16, 32))
+    net = OneNet(spatial_dims, 1, 3, channels=(8, 16, 32), **kwargs)
     for module in net.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.running_mean.normal_()

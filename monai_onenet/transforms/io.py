@@ -45,6 +45,6 @@ class LoadVolumed(LoadImaged):
                 else f"{type(cause).__name__}: {cause}"
             )
             raise InputCheckError(
-                f"{', '.join(files)}: cannot be read as an image ({reason}). The file is corrupt, truncated or not "
-                "an image; replace or re-download it."
+                f"{', '.join(files)}: cannot be read as an image ({reason}). The file is corrupt or truncated, or "
+                "not an image; replace or re-download it."
             ) from error

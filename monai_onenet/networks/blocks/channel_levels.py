@@ -103,7 +103,8 @@ def _conv_then_act(
     the largest remaining cost of a 1x1 conv at full resolution. Anything else runs unfused.
     """
     fusable = isinstance(act, nn.ReLU) and x.device.type == "cpu" and x.dtype == torch.float32
-    if _FUSED_CONV_RELU and fusable and not torch.is_grad_enabled() and not torch.jit.is_tracing():
+    plain_call = torch.is_grad_enabled() or torch.jit.is_tracing() or torch.is_autocast_enabled("cpu")
+    if _FUSED_CONV_RELU and torch.backends.mkldnn.enabled and fusable and not plain_call:
         return torch.ops.mkldnn._convolution_pointwise(
             x, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, "relu", [None], ""
         )
@@ -161,7 +162,11 @@ class ChannelConvStack(SteppedSequential):
         self.norm_after_act = "A" not in adn_ordering or adn_ordering.index("N") > adn_ordering.index("A")
 
     def step(self, x: torch.Tensor, index: int) -> torch.Tensor:
-        """Conv ``index`` of the chain alone, with the norms folded in eval mode (see :class:`SteppedSequential`)."""
+        """Conv ``index`` of the chain alone (see :class:`SteppedSequential`).
+
+        In eval mode with folded norms (``"ADN"``), a step's output before the last one lacks its own norm, which
+        the next step has folded in: only the whole sequence of steps gives the chain's output.
+        """
         if self.fast_path and self.folds_norms and not self.training and not torch.jit.is_scripting():
             return self._folded_step(x, index) if self.norm_after_act else self._folded_pre_act_step(x, index)
         return self.plain_step(x, index)
@@ -195,8 +200,13 @@ class ChannelConvStack(SteppedSequential):
         return x.mul_(scale.view(view)).add_(shift.view(view))
 
 
+def _check_level_convs(level_convs: int) -> None:
+    if level_convs < 1:
+        raise ValueError(f"level_convs must be >= 1, got {level_convs}.")
+
+
 class OneNetEncoderLevel(nn.Module):
-    """One encoder level of OneNet: pixel-unshuffle, spatial mixing, two channel-wise convs.
+    """One encoder level of OneNet: pixel-unshuffle, spatial mixing, channel-wise convs (two in the paper).
 
     Args:
         spatial_dims: number of spatial dimensions.
@@ -227,6 +237,7 @@ class OneNetEncoderLevel(nn.Module):
         level_convs: int = 2,
     ):
         super().__init__()
+        _check_level_convs(level_convs)
         folded = in_channels * 2**spatial_dims
         self.mixing = get_spatial_mixing(spatial_mixing, spatial_dims, folded, mixing_kernel_size)
         widths = (folded,) + (out_channels,) * level_convs
@@ -240,7 +251,8 @@ class OneNetEncoderLevel(nn.Module):
 
 
 class OneNetDecoderLevel(nn.Module):
-    """One decoder level of OneNet_ed: pixel-shuffle, concat the skip, spatial mixing, two channel-wise convs.
+    """One decoder level of OneNet_ed: pixel-shuffle, concat the skip, spatial mixing, channel-wise convs (two in
+    the paper).
 
     The width is not halved after the concatenation (pixel-shuffle already divides it by ``2^d``).
 
@@ -275,6 +287,7 @@ class OneNetDecoderLevel(nn.Module):
         level_convs: int = 2,
     ):
         super().__init__()
+        _check_level_convs(level_convs)
         block = 2**spatial_dims
         if in_channels % block != 0:
             raise ValueError(f"OneNetDecoderLevel needs in_channels divisible by {block}, got {in_channels}.")
@@ -286,10 +299,13 @@ class OneNetDecoderLevel(nn.Module):
     def upsample(self, x: torch.Tensor) -> torch.Tensor:
         return channels_to_space(x, 2)
 
+    def concat(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Put the skip before the upsampled ``x``."""
+        return x if skip is None else torch.cat([skip, x], dim=1)
+
     def merge(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Pixel-shuffle ``x`` and put the skip before it."""
-        x = self.upsample(x)
-        return x if skip is None else torch.cat([skip, x], dim=1)
+        return self.concat(self.upsample(x), skip)
 
     def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.convs(self.mixing(self.merge(x, skip)))

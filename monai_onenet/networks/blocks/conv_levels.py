@@ -102,10 +102,13 @@ class UNetDecoderLevel(nn.Module):
             spatial_dims, out_channels + skip_channels, out_channels, act, norm, dropout, bias, conv_only=top
         )
 
+    def concat(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Put the skip before the upsampled ``x``."""
+        return x if skip is None else torch.cat([skip, x], dim=1)
+
     def merge(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Upsample ``x`` and put the skip before it."""
-        x = self.upsample(x)
-        return x if skip is None else torch.cat([skip, x], dim=1)
+        return self.concat(self.upsample(x), skip)
 
     def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.convs(self.merge(x, skip))

@@ -44,8 +44,10 @@ def space_to_channels(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
         torch.Size([1, 4, 2, 2])
     """
     if x.dim() == 4:
-        # torch's own kernel, which keeps channels-last and runs 2.5x faster than the generic permute below.
-        return F.pixel_unshuffle(x.contiguous(memory_format=torch.channels_last), factor)
+        # torch's own kernel, which keeps channels-last and runs 2.5x faster than the generic permute below. A
+        # one-channel map is channels-first and channels-last at once, and the kernel then returns channels-first.
+        out = F.pixel_unshuffle(x.contiguous(memory_format=torch.channels_last), factor)
+        return out.contiguous(memory_format=torch.channels_last)
     spatial_dims = x.dim() - 2
     batch = x.shape[0]
     channels = x.shape[1]

@@ -25,9 +25,16 @@ class SteppedSequential(nn.Sequential):
         torch.Size([2, 3])
     """
 
-    def __init__(self, *layers: nn.Module):
-        super().__init__(*layers)
-        self.steps = len(layers)  # TorchScript has no len() of a module with methods of its own
+    def __init__(self, *args):
+        super().__init__(*args)
+        # TorchScript has no len() of a module with methods of its own. The chain is fixed once built: to change
+        # it, build a new one (append / insert / del would leave this count behind, and step() then raises).
+        self.steps = len(self)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "steps" not in self.__dict__:  # a whole model pickled before chains were stepped
+            self.steps = len(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for index in range(self.steps):
@@ -35,12 +42,27 @@ class SteppedSequential(nn.Sequential):
         return x
 
     def step(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Run layer ``index`` alone.
+
+        Args:
+            x: the output of step ``index - 1`` (the chain's input for ``index == 0``).
+            index: which layer, ``0 <= index < steps``.
+        """
         return self.plain_step(x, index)
 
     def plain_step(self, x: torch.Tensor, index: int) -> torch.Tensor:
         """Layer ``index`` as it is (subclasses that override :meth:`step` fall back to it; TorchScript has no
         ``super()``)."""
+        if not torch.jit.is_scripting():
+            self._check_unchanged()
+        if index < 0 or index >= self.steps:
+            raise IndexError(f"Step {index} of a chain of {self.steps} layers.")
         for position, layer in enumerate(self):  # TorchScript indexes a module list by a constant only
             if position == index:
                 x = layer(x)
         return x
+
+    @torch.jit.unused
+    def _check_unchanged(self) -> None:
+        if len(self) != self.steps:
+            raise RuntimeError(f"This chain was built with {self.steps} layers and now has {len(self)}; build a new one.")

@@ -37,7 +37,7 @@ class OneNet(nn.Module):
     exactly.
 
     The encoder folds each ``2^d`` block into channels with pixel-unshuffle, mixes spatially (see
-    ``spatial_mixing``) and applies two channel-wise (1x1) convolutions per level. The ``"1d"`` decoder mirrors it
+    ``spatial_mixing``) and applies two channel-wise (1x1) convolutions per level (``level_convs``). The ``"1d"`` decoder mirrors it
     with pixel-shuffle (OneNet_ed); the ``"conv"`` decoder is the authors' U-Net decoder (OneNet_e). A ``"conv"``
     encoder (max-pool and 3x3 convolutions) with a ``"conv"`` decoder gives the paper's U-Net baseline.
 
@@ -133,8 +133,6 @@ class OneNet(nn.Module):
         self.channels_last = True
         common = {"act": act, "norm": norm, "dropout": dropout, "bias": bias}
         mixing = {"spatial_mixing": spatial_mixing, "mixing_kernel_size": mixing_kernel_size}
-        if level_convs < 1:
-            raise ValueError(f"level_convs must be >= 1, got {level_convs}.")
         common1d = {**common, "adn_ordering": adn_ordering}
         levels1d = {**common1d, "level_convs": level_convs}
 
@@ -222,14 +220,6 @@ class OneNet(nn.Module):
                     f"{self.divisor}."
                 )
 
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and self.spatial_dims == 2:
-            return x.contiguous(memory_format=torch.channels_last)
-        if self.channels_last and self.spatial_dims == 3 and not torch.jit.is_tracing():
-            # ONNX export (a trace) cannot express channels_last_3d; the layout is a speed choice only.
-            return x.contiguous(memory_format=torch.channels_last_3d)
-        return x
-
     def forward(
         self, x: torch.Tensor
     ) -> Union[torch.Tensor, List[torch.Tensor], Tuple[SegmentationOutput, torch.Tensor]]:
@@ -246,16 +236,18 @@ class OneNet(nn.Module):
             self.check_input(x)
         if self.input_normalization:
             x = (x - 0.45) / 0.225
-        x = self._layout(x)
+        if self.channels_last and self.spatial_dims == 2:
+            x = x.contiguous(memory_format=torch.channels_last)
+        elif self.channels_last and self.spatial_dims == 3 and not torch.jit.is_tracing():
+            # ONNX export (a trace) cannot express channels_last_3d; the layout is a speed choice only.
+            x = x.contiguous(memory_format=torch.channels_last_3d)
 
         # Levels run stage by stage, one statement each: rebinding x frees every stage's input as soon as the next
         # stage has its output, instead of when the whole level returns. This sets the eval-mode peak memory.
         skips: List[torch.Tensor] = []
         x = self.stem(x)
         for level in self.encoder_levels:
-            # A one-channel map is as much channels-first as channels-last, and so is its unshuffled copy; without
-            # this, a one-channel input runs the whole top level channels-first, 1.3-1.4x slower to train.
-            x = self._layout(level.downsample(x))
+            x = level.downsample(x)
             x = level.mixing(x)
             for index in range(level.convs.steps):
                 x = level.convs.step(x, index)
@@ -270,9 +262,8 @@ class OneNet(nn.Module):
         features: List[torch.Tensor] = []
         for level in self.decoder_levels:
             skip: Optional[torch.Tensor] = skips.pop() if len(skips) > 0 else None
-            x = level.upsample(x)  # the merge in two statements: x's low-resolution input is freed before the concat
-            if skip is not None:
-                x = torch.cat([skip, x], dim=1)
+            x = level.upsample(x)  # merge in two statements: the low-resolution input is freed before the concat
+            x = level.concat(x, skip)
             skip = None
             x = level.mixing(x)
             for index in range(level.convs.steps):
