@@ -97,7 +97,7 @@ ACCURACY_MODELS: Dict[str, AccuracyModel] = {
         "onenet_edge_4 at three quarters of its widths (12..192)",
     ),
     "onenet_edge_4_single": AccuracyModel(
-        "onenet", _preset("onenet_edge_4", level_convs=1), "the onenet_edge_lite_4 network, under its ablation name"
+        "onenet", _preset("onenet_edge_lite_4"), "the onenet_edge_lite_4 network, under its ablation name"
     ),
     "onenet_edge_4_single_k5": AccuracyModel(
         "onenet",

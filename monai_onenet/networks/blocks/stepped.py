@@ -65,4 +65,6 @@ class SteppedSequential(nn.Sequential):
     @torch.jit.unused
     def _check_unchanged(self) -> None:
         if len(self) != self.steps:
-            raise RuntimeError(f"This chain was built with {self.steps} layers and now has {len(self)}; build a new one.")
+            raise RuntimeError(
+                f"This chain was built with {self.steps} layers and now has {len(self)}; build a new one."
+            )

@@ -37,9 +37,10 @@ class OneNet(nn.Module):
     exactly.
 
     The encoder folds each ``2^d`` block into channels with pixel-unshuffle, mixes spatially (see
-    ``spatial_mixing``) and applies two channel-wise (1x1) convolutions per level (``level_convs``). The ``"1d"`` decoder mirrors it
-    with pixel-shuffle (OneNet_ed); the ``"conv"`` decoder is the authors' U-Net decoder (OneNet_e). A ``"conv"``
-    encoder (max-pool and 3x3 convolutions) with a ``"conv"`` decoder gives the paper's U-Net baseline.
+    ``spatial_mixing``) and applies two channel-wise (1x1) convolutions per level (``level_convs``). The ``"1d"``
+    decoder mirrors it with pixel-shuffle (OneNet_ed); the ``"conv"`` decoder is the authors' U-Net decoder
+    (OneNet_e). A ``"conv"`` encoder (max-pool and 3x3 convolutions) with a ``"conv"`` decoder gives the paper's
+    U-Net baseline.
 
     Args:
         spatial_dims: number of spatial dimensions, 1, 2 or 3. Defaults to 2.
