@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -110,6 +111,17 @@ def test_accuracy_command_writes_rows_table_and_plot(demo_root, tmp_path, monkey
     assert [row["seeds"] for row in again["rows"]] == [row["seeds"] for row in saved["rows"]]
     with pytest.raises(AssertionError, match="trained again"):
         benchmark_main(argv + ["--fresh"])
+    # The allocator changes epoch times, so runs under the other setting are not reused.
+    assert saved["allocator"] == "settled"
+    with pytest.raises(AssertionError, match="trained again"):
+        benchmark_main(argv + ["--allocator", "default"])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_settle_allocator_applies_the_latency_runs_thresholds_in_process():
+    from monai_onenet.benchmark.measure import settle_allocator
+
+    assert settle_allocator()
 
 
 def test_accuracy_command_names_a_missing_dataset(tmp_path):

@@ -178,20 +178,58 @@ def test_deep_supervision_output_feeds_monai_loss():
     assert torch.isfinite(loss) and net.auxiliary_heads[0].weight.grad is not None
 
 
+def _with_trained_norms(net: OneNet) -> OneNet:
+    """``net`` in eval mode with batch-norm statistics and affine terms away from their identity start."""
+    for module in net.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_()
+    return net.eval()
+
+
+@pytest.mark.parametrize("encoder, decoder", [("1d", "1d"), ("1d", "conv"), ("conv", "conv")])
+def test_torchscript_matches_eager_with_trained_norms(encoder, decoder):
+    # OneNet_e mixes the 1D blocks' act -> norm order with the U-Net decoder's norm -> act; a scripted model must
+    # keep each order (with identity-like norms at initialisation, a mix-up would go unseen).
+    torch.manual_seed(0)
+    net = _with_trained_norms(OneNet(2, 1, 2, channels=TINY, encoder=encoder, decoder=decoder))
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(net)(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+def test_scripting_onenet_leaves_monai_networks_scripted_later_alone():
+    from monai.networks.blocks import Convolution
+
+    torch.manual_seed(0)
+    torch.jit.script(_with_trained_norms(OneNet(2, 1, 2, channels=TINY)))  # its blocks run act -> dropout -> norm
+    monai_conv = Convolution(2, 4, 4, act=("relu", {"inplace": True}), norm="batch", dropout=0.0)  # N -> D -> A
+    for module in monai_conv.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.bias.data.normal_()
+    x = torch.randn(1, 4, 8, 8)
+    with eval_mode(monai_conv):
+        torch.testing.assert_close(torch.jit.script(monai_conv)(x), monai_conv(x))
+
+
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 @pytest.mark.parametrize(
-    "kwargs", [{}, {"spatial_mixing": "oriented", "adn_ordering": "NDA", "level_convs": 1}], ids=["paper", "other"]
+    "kwargs",
+    [
+        {},
+        {"spatial_mixing": "oriented", "adn_ordering": "NDA", "level_convs": 1},
+        {"spatial_mixing": "oriented", "full_resolution": False},
+    ],
+    ids=["paper", "other", "subpixel_head"],
 )
 def test_fast_paths_compute_the_model_as_written(spatial_dims, kwargs):
     from monai_onenet.benchmark.flops import module_by_module
 
     torch.manual_seed(0)
-    net = OneNet(spatial_dims, 1, 3, channels=(8, 16, 32), **kwargs)
-    for module in net.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.running_mean.normal_()
-            module.running_var.uniform_(0.5, 2.0)
-    net.eval()
+    net = _with_trained_norms(OneNet(spatial_dims, 1, 3, channels=(8, 16, 32), **kwargs))
     x = torch.randn(2, 1, *([16] * spatial_dims))
     with torch.no_grad():
         fast = net(x)
@@ -273,10 +311,10 @@ def test_eval_frees_each_stage_input_before_the_next_conv(decoder):
         level.mixing.register_forward_hook(lambda module, inputs, output, refs=refs: refs.append(weakref.ref(output)))
         step = level.convs.step
 
-        def spy(x, index, step=step, refs=refs):
+        def spy(x, index, step=step, refs=refs, **kwargs):
             if index > 0:
                 alive.append(refs[-1]() is not None)
-            return step(x, index)
+            return step(x, index, **kwargs)
 
         level.convs.step = spy
     with torch.no_grad():

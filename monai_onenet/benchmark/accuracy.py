@@ -27,7 +27,7 @@ from monai.networks.utils import one_hot
 from monai.utils import set_determinism
 from tqdm import tqdm
 
-from monai_onenet.benchmark.measure import inference_runner, measure_latencies, resolve_device
+from monai_onenet.benchmark.measure import inference_runner, measure_latencies, resolve_device, settle_allocator
 from monai_onenet.benchmark.peers import unext
 from monai_onenet.benchmark.slices import SliceSet, load_slice_set
 from monai_onenet.networks import create_onenet
@@ -224,6 +224,8 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.allocator == "settled" and not settle_allocator():
+        print("The C library is not glibc: the allocator keeps its default settings.", file=sys.stderr)
     unknown = [m for m in args.models if m not in ACCURACY_MODELS]
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; choose from {', '.join(ACCURACY_MODELS)}")
@@ -273,6 +275,7 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "schedule": args.schedule,
+        "allocator": args.allocator,
         "latency_input": list(shape),
         "train_s_per_epoch_is": "the median epoch over all seeds (earlier versions of this file: the mean)",
         "train_slices": len(data.train_images),
@@ -288,6 +291,7 @@ def _runs_file(args: argparse.Namespace) -> str:
 def _run_key(args: argparse.Namespace, device: torch.device, model: str, seed: int) -> str:
     """What a finished (model, seed) run depends on; a rerun with the same key reuses it instead of training."""
     settings = ("dataset_dir", "task", "size", "epochs", "batch_size", "learning_rate", "schedule", "val_frac")
+    settings += ("allocator",)  # it changes the epoch times
     return json.dumps({**{k: getattr(args, k) for k in settings}, "device": device.type, "model": model, "seed": seed})
 
 
@@ -364,6 +368,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--latency_rounds", type=int, default=7)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--allocator",
+        choices=["settled", "default"],
+        default="settled",
+        help="settled (default): the latency runs' fixed glibc malloc thresholds for training too, so that epoch "
+        "times repeat; default: glibc's adaptive ones",
+    )
     parser.add_argument("--download", action="store_true", help="download the task with DecathlonDataset first")
     parser.add_argument(
         "--no_demo", dest="demo_if_absent", action="store_false", help="fail instead of generating demo data"

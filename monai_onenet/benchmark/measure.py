@@ -12,6 +12,7 @@ Peak memory is measured two ways, weights excluded in both:
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import os
@@ -27,6 +28,7 @@ import torch.nn as nn
 
 __all__ = [
     "ALLOCATOR_ENV",
+    "settle_allocator",
     "ONNXRUNTIME_SUFFIX",
     "inference_runner",
     "measure_latencies",
@@ -41,6 +43,23 @@ __all__ = [
 # runs. Fixed thresholds keep large blocks on the heap, reused without page faults, and never trimmed mid-run.
 ONNXRUNTIME_SUFFIX = "@onnxruntime"
 ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(64 * 1024**3)}
+
+
+def settle_allocator() -> bool:
+    """Give this running process the fixed thresholds of :data:`ALLOCATOR_ENV` (glibc's ``mallopt``).
+
+    For measurements that stay in one process, such as training. The trim threshold is capped at 2 GiB, the most
+    ``mallopt`` takes. Returns False, changing nothing, where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    mmap_ok = mallopt(m_mmap_threshold, int(ALLOCATOR_ENV["MALLOC_MMAP_THRESHOLD_"])) == 1
+    trim_ok = mallopt(m_trim_threshold, min(int(ALLOCATOR_ENV["MALLOC_TRIM_THRESHOLD_"]), 2**31 - 1)) == 1
+    return mmap_ok and trim_ok
 
 
 def resolve_device(name: str) -> torch.device:

@@ -7,6 +7,7 @@ from monai_onenet.networks.blocks.channel_levels import (
     ChannelConvStack,
     OneNetDecoderLevel,
     OneNetEncoderLevel,
+    conv_after_affine,
 )
 from monai_onenet.networks.blocks.classifier import OneNetClassifier
 from monai_onenet.networks.blocks.conv_levels import UNetDecoderLevel, UNetEncoderLevel, double_conv
@@ -20,6 +21,7 @@ from monai_onenet.networks.blocks.subpixel_head import SubpixelHead
 __all__ = [
     "ChannelConv",
     "ChannelConvStack",
+    "conv_after_affine",
     "OneNetDecoderLevel",
     "OneNetEncoderLevel",
     "OneNetClassifier",

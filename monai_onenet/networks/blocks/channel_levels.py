@@ -16,8 +16,10 @@ from monai_onenet.networks.blocks.stepped import SteppedSequential
 __all__ = [
     "ADN_ORDERINGS",
     "NormFirstADN",
+    "ActFirstADN",
     "ChannelConv",
     "ChannelConvStack",
+    "conv_after_affine",
     "OneNetEncoderLevel",
     "OneNetDecoderLevel",
 ]
@@ -31,8 +33,15 @@ class NormFirstADN(ADN):
 
     TorchScript (torch 2.13) compiles one ``forward`` per ``nn.Sequential`` class and set of child names and types,
     whatever the children's order: an ``"NDA"`` ADN scripted in a process that has already scripted an ``"ADN"``
-    one silently runs in ``"ADN"`` order. A separate class gets its own compiled ``forward``.
+    one silently runs in ``"ADN"`` order, and the other way round. Each order used here gets a class of its own
+    (this one and :class:`ActFirstADN`), so OneNet's blocks never share a compiled ``forward`` with each other or
+    with MONAI's own networks scripted in the same process.
     """
+
+
+class ActFirstADN(ADN):
+    """MONAI's :class:`~monai.networks.blocks.ADN` in ``"ADN"`` order (the paper's), as a class of its own; see
+    :class:`NormFirstADN`."""
 
 
 class ChannelConv(Convolution):
@@ -77,8 +86,7 @@ class ChannelConv(Convolution):
             bias=bias,
             adn_ordering=adn_ordering,
         )
-        if adn_ordering == "NDA":
-            self.adn.__class__ = NormFirstADN
+        self.adn.__class__ = NormFirstADN if adn_ordering == "NDA" else ActFirstADN
 
 
 def _norm_as_affine(norm: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -89,6 +97,31 @@ def _norm_as_affine(norm: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
         scale = scale * norm.weight
         shift = shift * norm.weight + norm.bias
     return scale, shift
+
+
+def _fold_input_affine(
+    weight: torch.Tensor, bias: Optional[torch.Tensor], scale: torch.Tensor, shift: torch.Tensor
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Weights with which a 1x1 convolution of ``x`` equals the original one of ``scale * x + shift``
+    (``W diag(s)``, ``b + W t``; per input channel)."""
+    folded_bias = weight.flatten(1) @ shift
+    bias = folded_bias if bias is None else bias + folded_bias
+    return weight * scale.view([1, -1] + [1] * (weight.dim() - 2)), bias
+
+
+def conv_after_affine(conv: nn.Module, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``conv(scale * x + shift)`` for a 1x1 convolution ``conv``, per channel, without the pass over ``x``.
+
+    Args:
+        conv: an ``nn.Conv1d`` / ``Conv2d`` / ``Conv3d`` with kernel size 1 and no padding.
+        x: its input ``(B, C, *S)``.
+        scale: ``(C,)``.
+        shift: ``(C,)``.
+    """
+    if any(k != 1 for k in conv.kernel_size) or any(p != 0 for p in conv.padding):
+        raise ValueError(f"conv_after_affine needs a 1x1 convolution without padding, got {conv}.")
+    weight, bias = _fold_input_affine(conv.weight, conv.bias, scale, shift)
+    return conv._conv_forward(x, weight, bias)
 
 
 _FUSED_CONV_RELU = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
@@ -161,15 +194,36 @@ class ChannelConvStack(SteppedSequential):
         )
         self.norm_after_act = "A" not in adn_ordering or adn_ordering.index("N") > adn_ordering.index("A")
 
-    def step(self, x: torch.Tensor, index: int) -> torch.Tensor:
+    def runs_folded(self) -> bool:
+        """Whether :meth:`step` folds the norms (eval mode, batch norms, ``fast_path``, not TorchScript)."""
+        return self.fast_path and self.folds_norms and not self.training and not torch.jit.is_scripting()
+
+    def step(self, x: torch.Tensor, index: int, output_norm: bool = True) -> torch.Tensor:
         """Conv ``index`` of the chain alone (see :class:`SteppedSequential`).
 
         In eval mode with folded norms (``"ADN"``), a step's output before the last one lacks its own norm, which
         the next step has folded in: only the whole sequence of steps gives the chain's output.
+
+        Args:
+            x: the output of step ``index - 1``.
+            index: which conv.
+            output_norm: ``False`` leaves the last conv's norm out when :meth:`output_affine` is not None, for a
+                caller that folds that affine map into the 1x1 convolution that follows (see
+                :func:`conv_after_affine`).
         """
-        if self.fast_path and self.folds_norms and not self.training and not torch.jit.is_scripting():
-            return self._folded_step(x, index) if self.norm_after_act else self._folded_pre_act_step(x, index)
+        # is_scripting() stays in this condition: it drops the branch, whose calls TorchScript cannot compile.
+        if self.runs_folded() and not torch.jit.is_scripting():
+            if self.norm_after_act:
+                return self._folded_step(x, index, output_norm)
+            return self._folded_pre_act_step(x, index)
         return self.plain_step(x, index)
+
+    @torch.jit.unused
+    def output_affine(self) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """``(scale, shift)`` of the last norm when :meth:`step` can leave it to the caller, else None."""
+        if not (self.runs_folded() and self.norm_after_act):
+            return None
+        return _norm_as_affine(self[self.steps - 1].adn.N)
 
     @torch.jit.unused
     def _folded_pre_act_step(self, x: torch.Tensor, index: int) -> torch.Tensor:
@@ -181,17 +235,14 @@ class ChannelConvStack(SteppedSequential):
         return _conv_then_act(conv, x, weight, bias, layer.adn._modules.get("A"))
 
     @torch.jit.unused
-    def _folded_step(self, x: torch.Tensor, index: int) -> torch.Tensor:
+    def _folded_step(self, x: torch.Tensor, index: int, output_norm: bool) -> torch.Tensor:
         layer = self[index]
         conv = layer.conv
         weight, bias = conv.weight, conv.bias
         if index > 0:  # the previous conv's norm, folded into this one
-            scale, shift = _norm_as_affine(self[index - 1].adn.N)
-            folded_bias = weight.flatten(1) @ shift
-            bias = folded_bias if bias is None else bias + folded_bias
-            weight = weight * scale.view([1, -1] + [1] * (weight.dim() - 2))
+            weight, bias = _fold_input_affine(weight, bias, *_norm_as_affine(self[index - 1].adn.N))
         x = _conv_then_act(conv, x, weight, bias, layer.adn._modules.get("A"))
-        if index < self.steps - 1:
+        if index < self.steps - 1 or not output_norm:
             return x
         scale, shift = _norm_as_affine(layer.adn.N)
         view = [1, -1] + [1] * (x.dim() - 2)

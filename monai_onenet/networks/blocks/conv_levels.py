@@ -9,6 +9,7 @@ import torch.nn as nn
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 
+from monai_onenet.networks.blocks.channel_levels import NormFirstADN
 from monai_onenet.networks.blocks.stepped import SteppedSequential
 
 __all__ = ["UNetEncoderLevel", "UNetDecoderLevel", "double_conv"]
@@ -26,10 +27,14 @@ def double_conv(
 ) -> SteppedSequential:
     """Two 3x3 convolutions (conv -> norm -> act each, or plain convolutions with ``conv_only``)."""
     settings = {"kernel_size": 3, "act": act, "norm": norm, "dropout": dropout, "bias": bias, "conv_only": conv_only}
-    return SteppedSequential(
+    convs = [
         Convolution(spatial_dims, in_channels, out_channels, **settings),
         Convolution(spatial_dims, out_channels, out_channels, **settings),
-    )
+    ]
+    for conv in convs:
+        if not conv_only:  # MONAI's "NDA" order; beside the 1D blocks' "ADN" it needs its own class in TorchScript
+            conv.adn.__class__ = NormFirstADN
+    return SteppedSequential(*convs)
 
 
 class UNetEncoderLevel(nn.Module):

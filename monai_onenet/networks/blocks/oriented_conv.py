@@ -55,6 +55,8 @@ class OrientedConv(nn.Module):
         last = len(self.convs) - 1
         for axis, conv in enumerate(self.convs):
             fold = self.fast_path and axis == last and axis > 0 and not torch.jit.is_tracing()
+            # A kernel longer than the axis (deep levels of small inputs) trains 3x slower folded than plain.
+            fold = fold and mixed.shape[-1] >= conv.kernel_size[-1]
             if fold and channels_last_view(mixed).is_contiguous():
                 mixed = _along_last_axis(mixed, conv.weight, conv.bias)
             else:

@@ -18,6 +18,8 @@ from monai_onenet.networks.blocks import (
     SubpixelHead,
     UNetDecoderLevel,
     UNetEncoderLevel,
+    channels_to_space,
+    conv_after_affine,
     double_conv,
 )
 
@@ -261,18 +263,27 @@ class OneNet(nn.Module):
         x = self.bottleneck(x)
         supervise = self.training and self.auxiliary_heads is not None
         features: List[torch.Tensor] = []
-        for level in self.decoder_levels:
+        head_affine: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        for position, level in enumerate(self.decoder_levels):
             skip: Optional[torch.Tensor] = skips.pop() if len(skips) > 0 else None
             x = level.upsample(x)  # merge in two statements: the low-resolution input is freed before the concat
             x = level.concat(x, skip)
             skip = None
             x = level.mixing(x)
-            for index in range(level.convs.steps):
+            last = level.convs.steps - 1
+            for index in range(last):
                 x = level.convs.step(x, index)
+            if position == len(self.decoder_levels) - 1 and not torch.jit.is_scripting():
+                x, head_affine = self._top_step(level.convs, x)
+            else:
+                x = level.convs.step(x, last)
             if supervise:
                 features.append(x)
 
-        top = self.head(x)
+        if head_affine is not None and not torch.jit.is_scripting():
+            top = self._head_after_affine(x, head_affine)
+        else:
+            top = self.head(x)
         segmentation: SegmentationOutput = top
         if supervise and self.auxiliary_heads is not None:
             outputs: List[torch.Tensor] = [top]
@@ -282,6 +293,25 @@ class OneNet(nn.Module):
         if class_logits is not None:
             return segmentation, class_logits
         return segmentation
+
+
+    @torch.jit.unused
+    def _top_step(
+        self, convs: nn.Module, x: torch.Tensor
+    ) -> Tuple[torch.Tensor, Optional[Tuple[torch.Tensor, torch.Tensor]]]:
+        """The top level's last conv. In eval mode its folded output norm is left to the head, which is linear
+        per pixel: one pass less over the largest feature map. (The 1D decoder's heads are 1x1 convolutions.)"""
+        affine = convs.output_affine() if isinstance(convs, ChannelConvStack) else None
+        if affine is None:
+            return convs.step(x, convs.steps - 1), None
+        return convs.step(x, convs.steps - 1, output_norm=False), affine
+
+    @torch.jit.unused
+    def _head_after_affine(self, x: torch.Tensor, affine: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """``self.head(scale * x + shift)``, with the affine map folded into the head's 1x1 convolution."""
+        if isinstance(self.head, SubpixelHead):
+            return channels_to_space(conv_after_affine(self.head.conv, x, *affine), 2)
+        return conv_after_affine(self.head, x, *affine)
 
 
 def _out_channels(level: nn.Module) -> int:
