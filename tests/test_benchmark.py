@@ -118,3 +118,23 @@ def test_sequence_conv_command_times_three_agreeing_forms(tmp_path):
 def test_peers_are_in_the_table_benchmark():
     names = [m.name for m in benchmark_models(quick=True)]
     assert {"unext", "basicunet", "basicunet_3d"} <= set(names)
+
+
+def test_train_step_command_reports_interleaved_ratios_to_the_first_model(tmp_path):
+    json_path = tmp_path / "steps.json"
+    argv = ["train_step", "--models", "unext", "onenet_edge_lite_4", "--size", "32", "--batch_size", "2"]
+    result = main(argv + ["--steps", "1", "--rounds", "3", "--warmup", "1", "--json", str(json_path)])
+    assert json.loads(json_path.read_text()) == json.loads(json.dumps(result))
+    assert result["baseline"] == "unext" and result["rounds"] == 3
+    baseline, lite = result["rows"]
+    assert (baseline["ratio_vs_baseline"], baseline["ratio_min"], baseline["ratio_max"]) == (1.0, 1.0, 1.0)
+    assert lite["model"] == "onenet_edge_lite_4" and lite["step_ms"] > 0
+    assert lite["ratio_min"] <= lite["ratio_vs_baseline"] <= lite["ratio_max"]
+
+
+@pytest.mark.parametrize(
+    "argv, message", [(["--models", "resnet"], "unknown model"), (["--size", "40"], "multiple of 32")]
+)
+def test_train_step_command_names_bad_arguments(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["train_step", *argv])

@@ -320,3 +320,34 @@ def test_eval_frees_each_stage_input_before_the_next_conv(decoder):
     with torch.no_grad():
         net(torch.randn(1, 1, 16, 16))
     assert alive and not any(alive)
+
+
+def _autograd_nodes(output: torch.Tensor) -> list:
+    seen, stack, names = set(), [output.grad_fn], []
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        stack += [parent for parent, _ in node.next_functions]
+    return names
+
+
+def test_metatensor_input_trains_without_view_copies_and_keeps_its_metadata():
+    """MONAI loaders hand networks MetaTensors; through their torch-function layer the in-place ReLUs would make
+    backward copy whole maps (CopySlices / AsStrided nodes). OneNet runs the plain tensor and hands the metadata
+    back."""
+    from monai.data import MetaTensor
+
+    torch.manual_seed(0)
+    net = OneNet(2, 1, 2, channels=TINY, spatial_mixing="oriented", deep_supervision=True).train()
+    image = MetaTensor(torch.randn(2, 1, 16, 16), affine=torch.diag(torch.tensor([2.0, 3.0, 1.0, 1.0])))
+    heads = net(image)
+    assert all(isinstance(head, MetaTensor) for head in heads)
+    torch.testing.assert_close(heads[0].affine, image.affine)
+    nodes = _autograd_nodes(heads[0])
+    assert "ConvolutionBackward0" in nodes
+    assert not {"CopySlices", "AsStridedBackward0"} & set(nodes)
+    with eval_mode(net):
+        torch.testing.assert_close(net(image).as_tensor(), net(image.as_tensor()))

@@ -6,6 +6,8 @@ to U-Net_4 measured in the same run. Each model runs in a fresh process with fix
 
 ``python -m monai_onenet.benchmark accuracy --help``: the accuracy benchmark (train every model on the same data).
 ``python -m monai_onenet.benchmark sequence_conv``: the paper's spatial conv timed three ways.
+``python -m monai_onenet.benchmark train_step --help``: training-step time of accuracy-benchmark models, as ratios
+to the first, timed interleaved.
 """
 
 from __future__ import annotations
@@ -217,6 +219,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         from monai_onenet.benchmark.accuracy import main as accuracy_main
 
         return accuracy_main(argv[1:])
+    if argv[:1] == ["train_step"]:
+        from monai_onenet.benchmark.train_step import main as train_step_main
+
+        return train_step_main(argv[1:])
     if argv[:1] == ["sequence_conv"]:
         from monai_onenet.benchmark.sequence_conv import main as sequence_conv_main
 
