@@ -34,6 +34,7 @@ from monai_onenet.benchmark.measure import (
     resolve_device,
 )
 from monai_onenet.benchmark.models import TABLE2, benchmark_models
+from monai_onenet.benchmark.report import write_json
 
 BASELINE = "unet_4"
 BASELINE_3D = "basicunet_3d"
@@ -230,9 +231,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = _parse_args(argv)
     result = run(args)
     print(markdown_table(result))
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(result, out, indent=2)
+    write_json(result, args.json)
     return result
 
 

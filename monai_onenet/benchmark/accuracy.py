@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from monai_onenet.benchmark.measure import inference_runner, measure_latencies, resolve_device, settle_allocator
 from monai_onenet.benchmark.peers import unext
+from monai_onenet.benchmark.report import write_json
 from monai_onenet.benchmark.slices import SliceSet, load_slice_set
 from monai_onenet.networks import create_onenet
 
@@ -52,6 +53,22 @@ def _preset(name: str, **overrides: Any) -> Callable[[int, int], nn.Module]:
         return create_onenet(name, in_channels=in_channels, out_channels=out_channels, **kwargs)
 
     return build
+
+
+def _kaiming(build: Callable[[int, int], nn.Module]) -> Callable[[int, int], nn.Module]:
+    """``build``, then He-normal weights (fan-out, ReLU gain) and zero biases in every convolution, as ResNets and
+    timm initialise, instead of torch's default (uniform, a third of that variance)."""
+
+    def rebuild(in_channels: int, out_channels: int) -> nn.Module:
+        model = build(in_channels, out_channels)
+        for module in model.modules():
+            if isinstance(module, nn.modules.conv._ConvNd):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        return model
+
+    return rebuild
 
 
 ACCURACY_MODELS: Dict[str, AccuracyModel] = {
@@ -116,6 +133,12 @@ ACCURACY_MODELS: Dict[str, AccuracyModel] = {
     ),
     "onenet_edge_4_k3": AccuracyModel(
         "onenet", _preset("onenet_edge_4", mixing_kernel_size=3), "onenet_edge_4 with oriented kernels of 3"
+    ),
+    "onenet_edge_4_kaiming": AccuracyModel(
+        "onenet", _kaiming(_preset("onenet_edge_4")), "onenet_edge_4, He-normal (fan-out) initialisation"
+    ),
+    "onenet_edge_lite_4_kaiming": AccuracyModel(
+        "onenet", _kaiming(_preset("onenet_edge_lite_4")), "onenet_edge_lite_4, He-normal (fan-out) initialisation"
     ),
     "onenet_edge_4_ds": AccuracyModel(
         "onenet", _preset("onenet_edge_4", deep_supervision=True), "onenet_edge_4 trained with deep supervision"
@@ -395,9 +418,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     result = run_accuracy(args)  # creates output_dir
     table = markdown_table(result)
     print(table)
-    for path in filter(None, [os.path.join(args.output_dir, "accuracy.json"), args.json]):
-        with open(path, "w") as out:
-            json.dump(result, out, indent=2)
+    write_json(result, os.path.join(args.output_dir, "accuracy.json"), args.json)
     with open(os.path.join(args.output_dir, "accuracy.md"), "w") as out:
         out.write(table + "\n")
     from monai_onenet.visualize import save_pareto, save_seed_curves

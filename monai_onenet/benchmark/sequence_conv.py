@@ -9,12 +9,12 @@ three agree to 1e-5.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
 from monai_onenet.benchmark.measure import measure_latencies
+from monai_onenet.benchmark.report import write_json
 from monai_onenet.networks import create_onenet
 from monai_onenet.networks.blocks import SequenceConv, sequence_conv_reference, sequence_conv_shifted_add
 
@@ -84,7 +84,5 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     print(
         f"| **all {len(rows)}** | {totals['reference']:.1f} | {totals['shifted_add']:.1f} | {totals['block']:.1f} | |"
     )
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(result, out, indent=2)
+    write_json(result, args.json)
     return result

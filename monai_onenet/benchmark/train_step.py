@@ -11,7 +11,6 @@ range over the rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -24,6 +23,7 @@ from tqdm import tqdm
 
 from monai_onenet.benchmark.accuracy import ACCURACY_MODELS
 from monai_onenet.benchmark.measure import resolve_device, settle_allocator
+from monai_onenet.benchmark.report import write_json
 
 __all__ = ["training_step_runner", "run_train_step", "main"]
 
@@ -134,7 +134,5 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = parser.parse_args(argv)
     result = run_train_step(args)
     print(markdown_table(result))
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(result, out, indent=2)
+    write_json(result, args.json)
     return result

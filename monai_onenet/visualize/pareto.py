@@ -37,7 +37,7 @@ def save_pareto(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -
     """
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7, 4.5))
+    figure = Figure(figsize=(8.5, 4.5))
     axis = figure.subplots()
     colours = {"onenet": "tab:red", "peer": "tab:blue"}
     for family, label in (("onenet", "OneNet presets"), ("peer", "peers")):
@@ -81,7 +81,7 @@ def save_pareto(rows: Sequence[Mapping[str, Any]], path: str, title: str = "") -
     axis.set_ylabel("validation Dice (higher is better)")
     axis.set_title(title or "Dice vs latency")
     axis.grid(alpha=0.3)
-    axis.legend(loc="lower right")
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: inside, it covered points
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     return path

@@ -300,7 +300,6 @@ class OneNet(nn.Module):
             return segmentation, class_logits
         return segmentation
 
-
     @torch.jit.unused
     def _top_step(
         self, convs: nn.Module, x: torch.Tensor
