@@ -351,3 +351,95 @@ def test_metatensor_input_trains_without_view_copies_and_keeps_its_metadata():
     assert not {"CopySlices", "AsStridedBackward0"} & set(nodes)
     with eval_mode(net):
         torch.testing.assert_close(net(image).as_tensor(), net(image.as_tensor()))
+
+
+def test_metatensor_input_runs_a_subclass_forward_once():
+    from monai.data import MetaTensor
+
+    class Shifted(OneNet):
+        def forward(self, x):
+            return super().forward(x * 2) + 1
+
+    net = Shifted(2, 1, 2, channels=TINY).eval()
+    x = torch.randn(1, 1, 16, 16)
+    torch.testing.assert_close(net(MetaTensor(x)).as_tensor(), net(x))
+
+
+def test_eval_folds_the_top_norm_into_the_head(monkeypatch):
+    from monai_onenet.networks.nets import onenet
+
+    calls = []
+    fold = onenet.conv_after_affine
+    monkeypatch.setattr(onenet, "conv_after_affine", lambda *args: calls.append(1) or fold(*args))
+    net = _with_trained_norms(OneNet(2, 1, 2, channels=TINY))
+    with torch.no_grad():
+        net(torch.randn(1, 1, 16, 16))
+    assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        lambda: torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Conv2d(4, 2, 1)),
+        lambda: torch.nn.Conv2d(4, 2, 3, padding=1),
+        lambda: torch.nn.Conv2d(4, 2, 1),
+    ],
+    ids=["sequential", "3x3", "1x1_with_hook"],
+)
+def test_a_replaced_or_hooked_head_runs_as_it_is(head):
+    from monai_onenet.benchmark.flops import module_by_module
+
+    torch.manual_seed(0)
+    net = _with_trained_norms(OneNet(2, 1, 2, channels=TINY))
+    net.head = head().eval()
+    seen = []
+    net.head.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    x = torch.randn(1, 1, 16, 16)
+    with torch.no_grad():
+        fast = net(x)
+        with module_by_module(net):
+            written = net(x)
+    torch.testing.assert_close(fast, written, rtol=1e-5, atol=1e-5)
+    assert len(seen) == 2
+
+
+def test_conv_after_affine_is_the_conv_of_the_affine_map():
+    from monai_onenet.networks.blocks import conv_after_affine
+
+    torch.manual_seed(0)
+    conv, x = torch.nn.Conv2d(4, 3, 1), torch.randn(2, 4, 5, 5)
+    scale, shift = torch.rand(4) + 0.5, torch.randn(4)
+    expected = conv(x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1))
+    torch.testing.assert_close(conv_after_affine(conv, x, scale, shift), expected, rtol=1e-5, atol=1e-5)
+    for bad in (torch.nn.Conv2d(4, 3, 3, padding=1), torch.nn.Conv2d(4, 4, 1, groups=2)):
+        with pytest.raises(ValueError, match="1x1 convolution"):
+            conv_after_affine(bad, x, scale, shift)
+
+
+def test_models_pickled_before_the_adn_classes_script_in_their_own_order():
+    import pickle
+
+    from monai.networks.blocks import ADN
+
+    torch.manual_seed(0)
+    net = _with_trained_norms(OneNet(2, 1, 2, channels=TINY, decoder="conv"))
+    for module in net.modules():
+        if isinstance(module, ADN):
+            module.__class__ = ADN  # as a model pickled before this change holds them
+    loaded = pickle.loads(pickle.dumps(net))
+    assert not [m for m in loaded.modules() if type(m) is ADN]
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(loaded)(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+def test_scripting_a_monai_act_first_conv_leaves_the_unet_baseline_alone():
+    from monai.networks.blocks import Convolution
+
+    relu = ("relu", {"inplace": True})
+    torch.jit.script(Convolution(2, 4, 4, act=relu, norm="batch", dropout=0.0, adn_ordering="ADN"))
+    torch.manual_seed(0)
+    unet = _with_trained_norms(OneNet(2, 1, 2, channels=TINY, encoder="conv", decoder="conv"))
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(unet)(x), unet(x), rtol=1e-5, atol=1e-5)

@@ -49,7 +49,10 @@ def settle_allocator() -> bool:
     """Give this running process the fixed thresholds of :data:`ALLOCATOR_ENV` (glibc's ``mallopt``).
 
     For measurements that stay in one process, such as training. The trim threshold is capped at 2 GiB, the most
-    ``mallopt`` takes. Returns False, changing nothing, where the C library is not glibc.
+    ``mallopt`` takes.
+
+    Returns:
+        Whether both thresholds were set; False where the C library is not glibc (nothing is changed then).
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

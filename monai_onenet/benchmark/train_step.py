@@ -17,11 +17,11 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
-from monai.losses import DiceCELoss
+from monai.losses import DeepSupervisionLoss, DiceCELoss
 from monai.utils import set_determinism
 from tqdm import tqdm
 
-from monai_onenet.benchmark.accuracy import ACCURACY_MODELS
+from monai_onenet.benchmark.accuracy import ACCURACY_MODELS, segmentation_output
 from monai_onenet.benchmark.measure import resolve_device, settle_allocator
 from monai_onenet.benchmark.report import write_json
 
@@ -31,15 +31,29 @@ __all__ = ["training_step_runner", "run_train_step", "main"]
 def training_step_runner(
     name: str, batch: torch.Tensor, labels: torch.Tensor, device: torch.device, learning_rate: float = 1e-3
 ) -> Callable[[], None]:
-    """One Dice + CE training step (forward, backward, Adam) of accuracy-benchmark model ``name`` on ``batch``."""
+    """One training step (forward, Dice + CE, backward, Adam) of accuracy-benchmark model ``name``, as the accuracy
+    benchmark trains it.
+
+    Args:
+        name: a key of :data:`~monai_onenet.benchmark.accuracy.ACCURACY_MODELS`.
+        batch: images ``(B, C, H, W)``.
+        labels: integer labels ``(B, 1, H, W)`` of two classes.
+        device: where the model and the batch live.
+        learning_rate: Adam's learning rate.
+
+    Returns:
+        A function that runs one step on the same batch each call.
+    """
     model = ACCURACY_MODELS[name].build(batch.shape[1], 2).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    deep_loss = DeepSupervisionLoss(loss_fn)
     batch, labels = batch.to(device), labels.to(device)
 
     def step() -> None:
-        output = model(batch)
-        loss = loss_fn(output[0] if isinstance(output, (list, tuple)) else output, labels)
+        output = segmentation_output(model(batch))
+        # As the accuracy benchmark trains: every head of a deep-supervision model (float labels for its resizing).
+        loss = deep_loss(output, labels.float()) if isinstance(output, list) else loss_fn(output, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -50,7 +64,12 @@ def training_step_runner(
 
 
 def run_train_step(args: argparse.Namespace) -> Dict[str, Any]:
-    """Time every model of ``args.models`` interleaved; ratios are to the first model."""
+    """Time every model of ``args.models`` interleaved; ratios are to the first model.
+
+    Returns:
+        ``{"baseline", "rows": [{"model", "step_ms", "round_ms", "ratio_vs_baseline", "ratio_min", "ratio_max"}],
+        ...}``, with ``round_ms`` the mean step time of each round.
+    """
     unknown = [m for m in args.models if m not in ACCURACY_MODELS]
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; choose from {', '.join(ACCURACY_MODELS)}")
@@ -83,6 +102,7 @@ def run_train_step(args: argparse.Namespace) -> Dict[str, Any]:
             {
                 "model": name,
                 "step_ms": 1000 * statistics.median(seconds[name]),
+                "round_ms": [1000 * value for value in seconds[name]],
                 "ratio_vs_baseline": statistics.median(ratios),
                 "ratio_min": min(ratios),
                 "ratio_max": max(ratios),
@@ -101,6 +121,7 @@ def run_train_step(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def markdown_table(result: Dict[str, Any]) -> str:
+    """The result of :func:`run_train_step` as a Markdown table and a line of settings."""
     baseline = result["baseline"]
     lines = [
         f"| model | step ms (median) | x {baseline} (median of rounds) | range over rounds |",
@@ -120,6 +141,7 @@ def markdown_table(result: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Parse ``argv``, time, print the table, write ``--json``; returns the result."""
     parser = argparse.ArgumentParser(prog="python -m monai_onenet.benchmark train_step", description=__doc__)
     parser.add_argument("--models", nargs="+", default=["unext", "onenet_edge_lite_4", "onenet_edge_4"])
     parser.add_argument("--size", type=int, default=96, help="slice size, a multiple of 32 (default 96)")

@@ -8,6 +8,7 @@ from monai_onenet.networks.blocks.channel_levels import (
     OneNetDecoderLevel,
     OneNetEncoderLevel,
     conv_after_affine,
+    give_adn_orders_their_classes,
 )
 from monai_onenet.networks.blocks.classifier import OneNetClassifier
 from monai_onenet.networks.blocks.conv_levels import UNetDecoderLevel, UNetEncoderLevel, double_conv
@@ -22,6 +23,7 @@ __all__ = [
     "ChannelConv",
     "ChannelConvStack",
     "conv_after_affine",
+    "give_adn_orders_their_classes",
     "OneNetDecoderLevel",
     "OneNetEncoderLevel",
     "OneNetClassifier",

@@ -17,6 +17,7 @@ __all__ = [
     "ADN_ORDERINGS",
     "NormFirstADN",
     "ActFirstADN",
+    "give_adn_orders_their_classes",
     "ChannelConv",
     "ChannelConvStack",
     "conv_after_affine",
@@ -42,6 +43,15 @@ class NormFirstADN(ADN):
 class ActFirstADN(ADN):
     """MONAI's :class:`~monai.networks.blocks.ADN` in ``"ADN"`` order (the paper's), as a class of its own; see
     :class:`NormFirstADN`."""
+
+
+def give_adn_orders_their_classes(module: nn.Module) -> None:
+    """Give every plain MONAI ``ADN`` inside ``module`` the class of its order (:class:`ActFirstADN` when the
+    activation comes before the norm, else :class:`NormFirstADN`), for models pickled before those classes."""
+    for block in module.modules():
+        if type(block) is ADN and "A" in block._modules and "N" in block._modules:
+            names = list(block._modules)
+            block.__class__ = ActFirstADN if names.index("A") < names.index("N") else NormFirstADN
 
 
 class ChannelConv(Convolution):
@@ -113,13 +123,20 @@ def conv_after_affine(conv: nn.Module, x: torch.Tensor, scale: torch.Tensor, shi
     """``conv(scale * x + shift)`` for a 1x1 convolution ``conv``, per channel, without the pass over ``x``.
 
     Args:
-        conv: an ``nn.Conv1d`` / ``Conv2d`` / ``Conv3d`` with kernel size 1 and no padding.
+        conv: an ``nn.Conv1d`` / ``Conv2d`` / ``Conv3d`` with kernel size 1, no padding and one group.
         x: its input ``(B, C, *S)``.
         scale: ``(C,)``.
         shift: ``(C,)``.
+
+    Returns:
+        ``conv``'s output for ``scale * x + shift``.
+
+    Raises:
+        ValueError: if ``conv`` is not such a convolution (the fold would not be exact).
     """
-    if any(k != 1 for k in conv.kernel_size) or any(p != 0 for p in conv.padding):
-        raise ValueError(f"conv_after_affine needs a 1x1 convolution without padding, got {conv}.")
+    padding = (0,) if isinstance(conv.padding, str) else conv.padding  # "same" and "valid" pad nothing at size 1
+    if any(k != 1 for k in conv.kernel_size) or any(p != 0 for p in padding) or conv.groups != 1:
+        raise ValueError(f"conv_after_affine needs a 1x1 convolution without padding or groups, got {conv}.")
     weight, bias = _fold_input_affine(conv.weight, conv.bias, scale, shift)
     return conv._conv_forward(x, weight, bias)
 

@@ -32,7 +32,7 @@ def double_conv(
         Convolution(spatial_dims, out_channels, out_channels, **settings),
     ]
     for conv in convs:
-        if not conv_only:  # MONAI's "NDA" order; beside the 1D blocks' "ADN" it needs its own class in TorchScript
+        if not conv_only:  # see NormFirstADN: MONAI's own ADN class may be scripted in another order
             conv.adn.__class__ = NormFirstADN
     return SteppedSequential(*convs)
 

@@ -22,6 +22,7 @@ from monai_onenet.networks.blocks import (
     channels_to_space,
     conv_after_affine,
     double_conv,
+    give_adn_orders_their_classes,
 )
 
 __all__ = ["OneNet"]
@@ -200,6 +201,10 @@ class OneNet(nn.Module):
             OneNetClassifier(spatial_dims, widths[depth], num_classes, act, norm) if num_classes > 0 else None
         )
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        give_adn_orders_their_classes(self)  # a whole model pickled before each order had its own class
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ``ValueError`` that names the problem and the fix if ``x`` cannot go through the network."""
         if x.dim() != self.spatial_dims + 2:
@@ -235,12 +240,13 @@ class OneNet(nn.Module):
             Logits ``(batch, out_channels, *spatial)``, no activation. In training mode with
             ``deep_supervision``, the list of every head's logits, finest first (coarser ones at their own
             resolution). With ``num_classes > 0``, a tuple ``(segmentation, class_logits (batch, num_classes))``.
+            A MONAI ``MetaTensor`` input gives MetaTensor outputs that carry its metadata.
         """
         if not torch.jit.is_scripting():
             if isinstance(x, MetaTensor):
                 # Through MetaTensor's torch-function layer the in-place ReLUs land on views of the graph, and
                 # backward runs generic CopySlices / AsStrided copies: a training step took 1.4x as long.
-                return _with_meta_of(self.forward(x.as_tensor()), x)
+                return _with_meta_of(OneNet.forward(self, x.as_tensor()), x)  # not a subclass's forward again
         if not torch.jit.is_tracing():
             self.check_input(x)
         if self.input_normalization:
@@ -306,15 +312,26 @@ class OneNet(nn.Module):
     ) -> Tuple[torch.Tensor, Optional[Tuple[torch.Tensor, torch.Tensor]]]:
         """The top level's last conv. In eval mode its folded output norm is left to the head, which is linear
         per pixel: one pass less over the largest feature map. (The 1D decoder's heads are 1x1 convolutions.)"""
-        affine = convs.output_affine() if isinstance(convs, ChannelConvStack) else None
+        affine = convs.output_affine() if isinstance(convs, ChannelConvStack) and self._head_takes_affine() else None
         if affine is None:
             return convs.step(x, convs.steps - 1), None
         return convs.step(x, convs.steps - 1, output_norm=False), affine
 
     @torch.jit.unused
+    def _head_takes_affine(self) -> bool:
+        """Whether the head is still the 1x1 convolution (or sub-pixel head) built here, with no hooks to bypass."""
+        conv = self.head.conv if type(self.head) is SubpixelHead else self.head
+        if type(conv) not in (nn.Conv1d, nn.Conv2d, nn.Conv3d) or any(k != 1 for k in conv.kernel_size):
+            return False
+        modules = {self.head, conv}
+        hooks = [(m._forward_hooks, m._forward_pre_hooks) for m in modules]
+        global_hooks = nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks
+        return not global_hooks and not any(a or b for a, b in hooks)
+
+    @torch.jit.unused
     def _head_after_affine(self, x: torch.Tensor, affine: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """``self.head(scale * x + shift)``, with the affine map folded into the head's 1x1 convolution."""
-        if isinstance(self.head, SubpixelHead):
+        if type(self.head) is SubpixelHead:
             return channels_to_space(conv_after_affine(self.head.conv, x, *affine), 2)
         return conv_after_affine(self.head, x, *affine)
 
