@@ -33,7 +33,16 @@ from monai_onenet.benchmark.report import write_json
 from monai_onenet.benchmark.slices import SliceSet, load_slice_set
 from monai_onenet.networks import create_onenet
 
-__all__ = ["ACCURACY_MODELS", "AccuracyModel", "run_accuracy", "segmentation_output", "main"]
+__all__ = [
+    "ACCURACY_MODELS",
+    "AccuracyModel",
+    "SegmentationTrainingStep",
+    "apply_allocator",
+    "check_models",
+    "run_accuracy",
+    "segmentation_output",
+    "main",
+]
 
 EDGE_WIDTHS = (16, 32, 64, 128, 256)
 
@@ -174,6 +183,44 @@ def case_dice(model: nn.Module, cases: Sequence, num_classes: int, device: torch
     return statistics.fmean(scores)
 
 
+class SegmentationTrainingStep:
+    """One optimisation step as the accuracy benchmark trains: Dice + CE on the top logits, or on every head of a
+    deep-supervision model (``DeepSupervisionLoss``), then backward and ``optimizer.step()``.
+
+    Args:
+        model: the network, in training mode.
+        optimizer: its optimiser.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer):
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.deep_loss = DeepSupervisionLoss(self.loss_fn)
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        output = segmentation_output(self.model(images))
+        # MONAI's DeepSupervisionLoss resizes the labels with interpolate, which needs a float tensor.
+        loss = self.deep_loss(output, labels.float()) if isinstance(output, list) else self.loss_fn(output, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+
+def check_models(names: Sequence[str]) -> None:
+    """Exit with the list of known models if any of ``names`` is not one."""
+    unknown = [m for m in names if m not in ACCURACY_MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; choose from {', '.join(ACCURACY_MODELS)}")
+
+
+def apply_allocator(choice: str) -> None:
+    """``"settled"``: :func:`~monai_onenet.benchmark.measure.settle_allocator`, saying so where it cannot;
+    ``"default"``: leave glibc's adaptive thresholds."""
+    if choice == "settled" and not settle_allocator():
+        print("The C library is not glibc: the allocator keeps its default settings.", file=sys.stderr)
+
+
 def train_one(
     model: nn.Module,
     data: SliceSet,
@@ -190,9 +237,8 @@ def train_one(
     ``schedule="cosine"`` anneals the learning rate to 0 over ``epochs`` (per step); ``"constant"`` keeps it.
     """
     model = model.to(device)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    deep_loss = DeepSupervisionLoss(loss_fn)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    train_step = SegmentationTrainingStep(model, optimizer)
     generator = torch.Generator().manual_seed(seed)
     count = len(data.train_images)
     steps = epochs * math.ceil(count / batch_size)
@@ -207,13 +253,7 @@ def train_one(
         start = time.perf_counter()
         for first in range(0, count, batch_size):
             index = order[first : first + batch_size]
-            images, labels = data.train_images[index].to(device), data.train_labels[index].to(device)
-            output = segmentation_output(model(images))
-            # MONAI's DeepSupervisionLoss resizes the labels with interpolate, which needs a float tensor.
-            loss = deep_loss(output, labels.float()) if isinstance(output, list) else loss_fn(output, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            train_step(data.train_images[index].to(device), data.train_labels[index].to(device))
             if scheduler is not None:
                 scheduler.step()
         if device.type == "cuda":
@@ -251,11 +291,8 @@ def run_accuracy(args: argparse.Namespace) -> Dict[str, Any]:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.allocator == "settled" and not settle_allocator():
-        print("The C library is not glibc: the allocator keeps its default settings.", file=sys.stderr)
-    unknown = [m for m in args.models if m not in ACCURACY_MODELS]
-    if unknown:
-        raise SystemExit(f"unknown model(s) {unknown}; choose from {', '.join(ACCURACY_MODELS)}")
+    apply_allocator(args.allocator)
+    check_models(args.models)
     demo = _ensure_data(args)
     data = load_slice_set(args.dataset_dir, args.task, args.size, args.val_frac, download=args.download)
     print(

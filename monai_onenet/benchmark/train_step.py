@@ -17,12 +17,11 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
-from monai.losses import DeepSupervisionLoss, DiceCELoss
 from monai.utils import set_determinism
 from tqdm import tqdm
 
-from monai_onenet.benchmark.accuracy import ACCURACY_MODELS, segmentation_output
-from monai_onenet.benchmark.measure import resolve_device, settle_allocator
+from monai_onenet.benchmark.accuracy import ACCURACY_MODELS, SegmentationTrainingStep, apply_allocator, check_models
+from monai_onenet.benchmark.measure import resolve_device
 from monai_onenet.benchmark.report import write_json
 
 __all__ = ["training_step_runner", "run_train_step", "main"]
@@ -45,18 +44,11 @@ def training_step_runner(
         A function that runs one step on the same batch each call.
     """
     model = ACCURACY_MODELS[name].build(batch.shape[1], 2).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    deep_loss = DeepSupervisionLoss(loss_fn)
+    train_step = SegmentationTrainingStep(model, torch.optim.Adam(model.parameters(), lr=learning_rate))
     batch, labels = batch.to(device), labels.to(device)
 
     def step() -> None:
-        output = segmentation_output(model(batch))
-        # As the accuracy benchmark trains: every head of a deep-supervision model (float labels for its resizing).
-        loss = deep_loss(output, labels.float()) if isinstance(output, list) else loss_fn(output, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(batch, labels)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
@@ -70,16 +62,13 @@ def run_train_step(args: argparse.Namespace) -> Dict[str, Any]:
         ``{"baseline", "rows": [{"model", "step_ms", "round_ms", "ratio_vs_baseline", "ratio_min", "ratio_max"}],
         ...}``, with ``round_ms`` the mean step time of each round.
     """
-    unknown = [m for m in args.models if m not in ACCURACY_MODELS]
-    if unknown:
-        raise SystemExit(f"unknown model(s) {unknown}; choose from {', '.join(ACCURACY_MODELS)}")
+    check_models(args.models)
     if args.size % 32 != 0:
         raise SystemExit(f"--size must be a multiple of 32 (every model downsamples 4-5 times), got {args.size}")
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.allocator == "settled" and not settle_allocator():
-        print("The C library is not glibc: the allocator keeps its default settings.", file=sys.stderr)
+    apply_allocator(args.allocator)
     set_determinism(0)
     batch = torch.randn(args.batch_size, 1, args.size, args.size)
     labels = (torch.rand(args.batch_size, 1, args.size, args.size) > 0.7).long()
