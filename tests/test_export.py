@@ -44,20 +44,44 @@ def test_check_onnx_detects_a_different_model(tmp_path):
         check_onnx(other, path, example, atol=1e-6)
 
 
-def test_onnx_export_keeps_the_authors_spatial_conv(tmp_path):
+def _op_types(path) -> set:
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"full_resolution": False}, {"spatial_mixing": "none"}])
+def test_onenet_ed_exports_phase_folded(tmp_path, kwargs):
+    torch.manual_seed(0)
+    net = OneNet(2, 1, 2, channels=(8, 16, 32), **kwargs)
+    example = torch.randn(1, 1, 32, 32)
+    path = export_onnx(net, example, tmp_path / "net.onnx")
+    # no element-by-element layout changes left: pixel-(un)shuffles are block copies, no reflect padding
+    assert not {"DepthToSpace", "SpaceToDepth", "Pad", "ScatterND"} & _op_types(path)
+    assert check_onnx(net, path, torch.randn(3, 1, 32, 32), atol=1e-4) <= 1e-4
+
+
+def test_export_refuses_to_phase_fold_a_network_that_cannot_be(tmp_path):
+    net = OneNet(2, 1, 2, channels=(8, 16), spatial_mixing="oriented")
+    with pytest.raises(ValueError, match="spatial axes"):
+        export_onnx(net, torch.randn(1, 1, 16, 16), tmp_path / "net.onnx", phase_folded=True)
+
+
+def test_onnx_export_can_keep_the_authors_spatial_conv(tmp_path):
     import onnx
 
     net = OneNet(2, 1, 2, channels=(8, 16, 32))
-    path = export_onnx(net, torch.randn(1, 1, 32, 32), tmp_path / "net.onnx")
-    ops = {node.op_type for node in onnx.load(path).graph.node}
+    example = torch.randn(1, 1, 32, 32)
+    path = export_onnx(net, example, tmp_path / "net.onnx", phase_folded=False)
     # the one-channel Conv1d runs fast in ONNX Runtime; the eager block form's slice writes would become ScatterND
-    assert "ScatterND" not in ops
+    assert "ScatterND" not in _op_types(path)
     one_channel_convs = [
         node
         for node in onnx.load(path).graph.node
         if node.op_type == "Conv" and any(a.name == "kernel_shape" and list(a.ints) == [9] for a in node.attribute)
     ]
     assert len(one_channel_convs) == 4  # one per 1D level: 2 encoder levels, 2 decoder levels (top included)
+    assert check_onnx(net, path, example, atol=1e-4) <= 1e-4
 
 
 def test_onnx_exports_the_classification_head(tmp_path):

@@ -1,0 +1,155 @@
+"""OneNet_ed computed on phase-folded maps: the form its ONNX export takes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import List, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from monai_onenet.networks.blocks import (
+    ChannelConvStack,
+    OneNetDecoderLevel,
+    OneNetEncoderLevel,
+    SequenceConv,
+    SubpixelHead,
+    conv_after_affine,
+)
+from monai_onenet.networks.blocks.phase_folding import (
+    FoldedSequenceConv,
+    fold_phases,
+    phase_shuffle,
+    phase_unshuffle,
+    unfold_phases,
+)
+from monai_onenet.networks.nets.onenet import OneNet
+
+__all__ = ["PhaseFoldedOneNet", "phase_folding_unsupported"]
+
+
+def phase_folding_unsupported(net: nn.Module) -> Optional[str]:
+    """Why :class:`PhaseFoldedOneNet` cannot compute ``net``, or None when it can.
+
+    It computes eval-mode OneNet_ed (1D encoder and decoder) with the paper's spatial conv or none, whose head is
+    still the 1x1 convolution or sub-pixel head the network built: every other step is per pixel or a
+    pixel-(un)shuffle. Spatial filters (the oriented mixing, the U-Net decoder, a replaced head) need the unfolded
+    map.
+    """
+    if not isinstance(net, OneNet):
+        return f"{type(net).__name__} is not a OneNet"
+    levels = list(net.encoder_levels) + list(net.decoder_levels)
+    if not all(isinstance(level, (OneNetEncoderLevel, OneNetDecoderLevel)) for level in levels):
+        return "its encoder or decoder is not the 1D one (OneNet_ed)"
+    if not all(isinstance(level.mixing, (SequenceConv, nn.Identity)) for level in levels):
+        return "its spatial mixing filters along the spatial axes"
+    if not all(isinstance(stack, ChannelConvStack) for stack in [net.stem, net.bottleneck]):
+        return "its stem or bottleneck is not a chain of channel-wise convolutions"
+    conv = net.head.conv if type(net.head) is SubpixelHead else net.head
+    if type(conv) not in (nn.Conv1d, nn.Conv2d, nn.Conv3d) or any(k != 1 for k in conv.kernel_size):
+        return "its head is not a 1x1 convolution"
+    if net.training:
+        return "it is in training mode"
+    return None
+
+
+def _folded_mixing(level: nn.Module, spatial_shape: List[int], levels: int) -> nn.Module:
+    """A level's spatial mixing for its map folded ``levels`` times (the paper's conv needs to know where each
+    pixel's neighbours lie; no mixing stays none)."""
+    if isinstance(level.mixing, SequenceConv):
+        return FoldedSequenceConv(level.mixing, spatial_shape, levels, level.convs[0].conv.in_channels)
+    return nn.Identity()
+
+
+class PhaseFoldedOneNet(nn.Module):
+    """An eval-mode :class:`OneNet` (OneNet_ed) run on phase-folded maps (see
+    :mod:`~monai_onenet.networks.blocks.phase_folding`); it computes the same outputs to float rounding.
+
+    The input is folded down to the deepest level's size once, the network runs on the folded maps (its
+    pixel-(un)shuffles become block copies, the paper's spatial conv a gather of each pixel's neighbouring values
+    and one strided convolution) and the logits are unfolded once at the end. On ordinary maps the
+    pixel-(un)shuffles and the spatial conv's layout changes are element-by-element transposes, which ONNX Runtime
+    runs several times slower than torch's own kernels; this is the form :func:`~monai_onenet.networks.export_onnx`
+    exports OneNet_ed in. It shares ``net``'s parameters; spatial sizes are fixed at construction.
+
+    Args:
+        net: an eval-mode OneNet_ed (see :func:`phase_folding_unsupported`).
+        spatial_shape: spatial size of the inputs it will see.
+
+    Raises:
+        ValueError: if ``net`` cannot be run this way, or ``spatial_shape`` does not fit it.
+
+    Example::
+
+        >>> from monai_onenet.networks import OneNet
+        >>> net = OneNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(8, 16, 32)).eval()
+        >>> folded = PhaseFoldedOneNet(net, (32, 32))
+        >>> x = torch.randn(1, 1, 32, 32)
+        >>> bool((folded(x) - net(x)).abs().max() < 1e-5)
+        True
+    """
+
+    def __init__(self, net: OneNet, spatial_shape: Sequence[int]):
+        super().__init__()
+        reason = phase_folding_unsupported(net)
+        if reason is not None:
+            raise ValueError(f"PhaseFoldedOneNet cannot run this network: {reason}.")
+        self.spatial_shape = [int(s) for s in spatial_shape]
+        net.check_input(torch.empty([1, net.in_channels] + self.spatial_shape, device="meta"))
+        self.net = net
+        self.levels = net.depth
+        # Each pixel-unshuffle takes one fold off, each pixel-shuffle puts one back.
+        shape = self.spatial_shape
+        encoder_mixing = []
+        for index, level in enumerate(net.encoder_levels):
+            shape = [s // 2 for s in shape]
+            encoder_mixing.append(_folded_mixing(level, shape, self.levels - index - 1))
+        decoder_mixing = []
+        for index, level in enumerate(net.decoder_levels):
+            shape = [s * 2 for s in shape]
+            decoder_mixing.append(_folded_mixing(level, shape, index + 1))
+        self.encoder_mixing = nn.ModuleList(encoder_mixing)
+        self.decoder_mixing = nn.ModuleList(decoder_mixing)
+        self.subpixel_head = type(net.head) is SubpixelHead
+
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        net = self.net
+        if net.training:
+            raise RuntimeError("PhaseFoldedOneNet computes the eval-mode network; call net.eval() first.")
+        if not torch.jit.is_tracing():
+            net.check_input(x)
+            if list(x.shape[2:]) != self.spatial_shape:
+                raise ValueError(
+                    f"PhaseFoldedOneNet was built for spatial size {self.spatial_shape}, got {list(x.shape[2:])}."
+                )
+        if net.input_normalization:
+            x = (x - 0.45) / 0.225
+        x = net.stem(fold_phases(x, self.levels))
+        skips: List[torch.Tensor] = []
+        for level, mixing in zip(net.encoder_levels, self.encoder_mixing):
+            x = mixing(phase_unshuffle(x))
+            for index in range(level.convs.steps):
+                x = level.convs.step(x, index)
+            skips.append(x)
+        class_logits = net.classifier(x) if net.classifier is not None else None  # deepest level: not folded
+
+        skips.pop()
+        x = net.bottleneck(x)
+        head_affine: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        for position, (level, mixing) in enumerate(zip(net.decoder_levels, self.decoder_mixing)):
+            x = level.concat(phase_shuffle(x), skips.pop() if len(skips) > 0 else None)
+            x = mixing(x)
+            last = level.convs.steps - 1
+            for index in range(last):
+                x = level.convs.step(x, index)
+            if position == len(net.decoder_levels) - 1:
+                x, head_affine = net._top_step(level.convs, x)
+            else:
+                x = level.convs.step(x, last)
+
+        conv = net.head.conv if self.subpixel_head else net.head
+        x = conv(x) if head_affine is None else conv_after_affine(conv, x, *head_affine)
+        if self.subpixel_head:
+            x = phase_shuffle(x)
+        logits = unfold_phases(x, self.levels)
+        return logits if class_logits is None else (logits, class_logits)

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+from monai.networks.utils import pixelshuffle, pixelunshuffle
+
+from monai_onenet.networks import OneNet
+from monai_onenet.networks.blocks import SequenceConv, sequence_conv_reference
+from monai_onenet.networks.blocks.phase_folding import (
+    FoldedSequenceConv,
+    fold_phases,
+    phase_shuffle,
+    phase_unshuffle,
+    sequence_neighbour_sources,
+    unfold_phases,
+)
+from monai_onenet.networks.nets.phase_folded import PhaseFoldedOneNet, phase_folding_unsupported
+
+FOLD_CASES = [((16,), 3), ((8, 12), 2), ((8, 4), 1), ((4, 8, 4), 2), ((6, 10), 0)]
+
+
+def _trained_norms(net: nn.Module) -> nn.Module:
+    """Batch norms far from identity, so that a norm applied in the wrong place shows."""
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(-1.5, 1.5)
+            module.bias.data.uniform_(-0.3, 0.3)
+    return net.eval()
+
+
+@pytest.mark.parametrize("spatial, levels", FOLD_CASES)
+def test_folded_pixel_unshuffle_and_shuffle_are_monais(spatial, levels):
+    spatial_dims = len(spatial)
+    x = torch.randn(2, 3, *spatial)
+    folded = fold_phases(x, levels)
+    assert folded.shape == (2 * 2 ** (spatial_dims * levels), 3, *[s // 2**levels for s in spatial])
+    torch.testing.assert_close(unfold_phases(folded, levels), x, rtol=0, atol=0)
+    if levels > 0:
+        unshuffled = phase_unshuffle(folded)
+        torch.testing.assert_close(
+            unfold_phases(unshuffled, levels - 1), pixelunshuffle(x, spatial_dims, 2), rtol=0, atol=0
+        )
+        torch.testing.assert_close(
+            unfold_phases(phase_shuffle(unshuffled), levels),
+            pixelshuffle(pixelunshuffle(x, spatial_dims, 2), spatial_dims, 2),
+            rtol=0,
+            atol=0,
+        )
+
+
+@pytest.mark.parametrize("spatial, levels", FOLD_CASES)
+@pytest.mark.parametrize("channels", [1, 3, 8, 12])
+@pytest.mark.parametrize("kernel_size", [3, 9])
+def test_folded_sequence_conv_is_the_authors_conv(spatial, levels, channels, kernel_size):
+    torch.manual_seed(0)
+    conv = SequenceConv(channels, kernel_size)
+    x = torch.randn(2, channels, *spatial)
+    expected = torch.relu(sequence_conv_reference(x, conv.conv.weight, conv.conv.bias))
+    folded = FoldedSequenceConv(conv, spatial, levels, channels)
+    out = unfold_phases(folded(fold_phases(x, levels)), levels)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_neighbour_sources_reflect_at_the_two_ends():
+    # one pixel row of 2 channels, unfolded: sequence a0 a1 b0 b1 c0 c1, reach 3
+    before, after = sequence_neighbour_sources((3,), 0, 2, 3)
+    # storage of one item: channel-major, (channel, pixel) -> channel * 3 + pixel
+    a0, a1, b0, b1, c0, c1 = 0, 3, 1, 4, 2, 5
+    assert before[0, :, 0].tolist() == [b1, b0, a1]  # positions -3, -2, -1 reflect to 3, 2, 1
+    assert before[0, :, 1].tolist() == [a1, a0, a1]  # position -1 reflects to 1
+    assert before[0, :, 2].tolist() == [a1, b0, b1]
+    assert after[0, :, 0].tolist() == [b0, b1, c0]
+    assert after[0, :, 1].tolist() == [c0, c1, c0]  # position 6 reflects to 4
+    assert after[0, :, 2].tolist() == [c0, b1, b0]  # positions 6, 7, 8 reflect to 4, 3, 2
+
+
+def test_neighbour_sources_refuse_a_map_shorter_than_the_reach():
+    with pytest.raises(ValueError, match="too short"):
+        sequence_neighbour_sources((2,), 0, 2, 4)
+
+
+NETWORK_CASES = [
+    (2, (32, 16), {}),
+    (3, (16, 8, 8), {}),
+    (1, (64,), {}),
+    (2, (32, 32), {"full_resolution": False}),
+    (2, (32, 32), {"num_classes": 3}),
+    (2, (32, 32), {"spatial_mixing": "none"}),
+    (2, (32, 32), {"adn_ordering": "NDA", "level_convs": 1}),
+    (2, (32, 32), {"input_normalization": True, "mixing_kernel_size": 5}),
+]
+
+
+@pytest.mark.parametrize("spatial_dims, spatial, kwargs", NETWORK_CASES)
+def test_phase_folded_onenet_computes_the_network(spatial_dims, spatial, kwargs):
+    torch.manual_seed(0)
+    net = _trained_norms(OneNet(spatial_dims, 2, 3, channels=(8, 16, 32), **kwargs))
+    folded = PhaseFoldedOneNet(net, spatial)
+    x = torch.randn(2, 2, *spatial)
+    with torch.no_grad():
+        expected, out = net(x), folded(x)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    out = out if isinstance(out, tuple) else (out,)
+    assert len(out) == len(expected)
+    for got, want in zip(out, expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, reason",
+    [
+        ({"spatial_mixing": "oriented"}, "spatial axes"),
+        ({"decoder": "conv"}, "not the 1D one"),
+        ({"encoder": "conv", "decoder": "conv"}, "not the 1D one"),
+    ],
+)
+def test_phase_folding_refuses_spatial_filters(kwargs, reason):
+    net = OneNet(2, 1, 2, channels=(8, 16), **kwargs).eval()
+    assert reason in phase_folding_unsupported(net)
+    with pytest.raises(ValueError, match=reason):
+        PhaseFoldedOneNet(net, (16, 16))
+
+
+def test_phase_folding_refuses_a_replaced_head_and_training_mode():
+    net = OneNet(2, 1, 2, channels=(8, 16))
+    assert "training mode" in phase_folding_unsupported(net)
+    net.eval()
+    assert phase_folding_unsupported(net) is None
+    net.head = nn.Conv2d(8, 2, kernel_size=3, padding=1)
+    assert "1x1" in phase_folding_unsupported(net)
+
+
+def test_phase_folded_onenet_checks_its_input():
+    net = OneNet(2, 1, 2, channels=(8, 16, 32)).eval()
+    with pytest.raises(ValueError, match="divisible by 4"):
+        PhaseFoldedOneNet(net, (30, 32))
+    folded = PhaseFoldedOneNet(net, (32, 32))
+    with pytest.raises(ValueError, match=r"built for spatial size \[32, 32\], got \[16, 16\]"):
+        folded(torch.randn(1, 1, 16, 16))
+    net.train()
+    with pytest.raises(RuntimeError, match="eval"):
+        folded(torch.randn(1, 1, 32, 32))
