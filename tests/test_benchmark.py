@@ -57,7 +57,9 @@ def test_onnxruntime_row_is_timed_against_eager_alone(quick_result):
     rows = {row["model"]: row for row in quick_result["rows"]}
     ed = rows["onenet_ed_4"]
     assert ed["latency_onnxruntime_ms"] > 0 and ed["latency_eager_alone_ms"] > 0
-    assert ed["onnxruntime_ratio_vs_eager"] == pytest.approx(ed["latency_onnxruntime_ms"] / ed["latency_eager_alone_ms"])
+    assert ed["onnxruntime_ratio_vs_eager"] == pytest.approx(
+        ed["latency_onnxruntime_ms"] / ed["latency_eager_alone_ms"]
+    )
     assert [name for name, row in rows.items() if "latency_onnxruntime_ms" in row] == ["onenet_ed_4"]
 
 

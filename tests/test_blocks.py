@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from monai.networks.utils import pixelshuffle, pixelunshuffle
 
 from monai_onenet.networks.blocks import (
@@ -64,6 +65,29 @@ def test_sequence_conv_fast_form_equals_reference(shape, kernel_size):
     grad_slow = torch.autograd.grad(slow.square().sum(), [x, sp.conv.weight])
     for a, b in zip(grad_fast, grad_slow):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 16, 16), (1, 12, 6, 6), (1, 24, 4, 4, 4)])
+def test_sequence_conv_inference_runs_its_relu_inside_the_conv(monkeypatch, shape):
+    from monai_onenet.networks.blocks import sequence_conv
+    from monai_onenet.networks.blocks.fused_conv import FUSED_CONV_RELU
+
+    torch.manual_seed(0)
+    sp = SequenceConv(shape[1])
+    sp.conv.bias.data.fill_(-0.2)  # the ReLU has work to do, at the two fixed ends too
+    x = torch.randn(*shape)
+    fused = []
+    monkeypatch.setattr(
+        sequence_conv, "conv_relu", lambda *a: fused.append(a) or torch.relu(F.conv2d(a[0], a[1], a[2], padding=a[3]))
+    )
+    with torch.no_grad():
+        out = sp(x)
+    expected = torch.relu(sequence_conv_reference(x, sp.conv.weight, sp.conv.bias))
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    assert len(fused) == (1 if FUSED_CONV_RELU else 0)
+    monkeypatch.undo()
+    with torch.no_grad():
+        torch.testing.assert_close(sp(x), expected, rtol=0, atol=1e-5)  # the real fused kernel
 
 
 def test_sequence_conv_reference_is_the_authors_flattened_conv():
@@ -179,6 +203,94 @@ def test_channel_conv_stack_folds_norms_exactly_in_eval(spatial_dims, widths, gr
         stack.fast_path = False
         plain = stack(x.clone())
     torch.testing.assert_close(folded, plain, rtol=1e-5, atol=1e-5)
+
+
+def _trained_stack(widths=(8, 16, 16)) -> ChannelConvStack:
+    stack = ChannelConvStack(2, widths, act=("relu", {"inplace": True}), norm="batch")
+    for module in stack.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.normal_()
+            module.bias.data.normal_()
+    return stack.eval()
+
+
+def _as_written(stack: ChannelConvStack, x: torch.Tensor) -> torch.Tensor:
+    stack.fast_path = False
+    try:
+        return stack(x.clone())
+    finally:
+        stack.fast_path = True
+
+
+def test_eval_stack_folds_once_and_refolds_when_its_weights_change(monkeypatch):
+    from monai_onenet.networks.blocks.fused_conv import FUSED_CONV_RELU
+
+    torch.manual_seed(0)
+    stack = _trained_stack()
+    x = torch.randn(1, 8, 8, 8).contiguous(memory_format=torch.channels_last)
+    folds = []
+    original = ChannelConvStack._folded_weights
+    monkeypatch.setattr(ChannelConvStack, "_folded_weights", lambda self, i: folds.append(i) or original(self, i))
+    with torch.no_grad():
+        first = stack(x.clone())
+        torch.testing.assert_close(stack(x.clone()), first, rtol=0, atol=0)
+        assert folds == [0, 1]  # the second pass reused both convs' folded weights
+        # an in-place update, as load_state_dict and optimizers make
+        other = _trained_stack()
+        stack.load_state_dict(other.state_dict())
+        torch.testing.assert_close(stack(x.clone()), other(x.clone()), rtol=1e-5, atol=1e-5)
+        # new storage under the same parameter
+        stack[1].conv.weight.data = torch.randn_like(stack[1].conv.weight)
+        torch.testing.assert_close(stack(x.clone()), _as_written(stack, x), rtol=1e-5, atol=1e-5)
+    # running statistics moved by the norm alone, in train mode (its running_mean keeps its version counter)
+    norm = stack[0].adn.N
+    norm.train()
+    norm(torch.randn(4, 16, 8, 8))
+    norm.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(stack(x.clone()), _as_written(stack, x), rtol=1e-5, atol=1e-5)
+    # running statistics moved by a training pass
+    stack.train()
+    stack(torch.randn(4, 8, 8, 8))
+    stack.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(stack(x.clone()), _as_written(stack, x), rtol=1e-5, atol=1e-5)
+    # refolds: both convs after load_state_dict (then `other` folds its own two), conv 1 after its new storage,
+    # conv 1 after its input's norm moved, both after the training pass
+    assert folds == [0, 1, 0, 1, 0, 1, 1, 1, 0, 1]
+    if FUSED_CONV_RELU:
+        packs = []
+        real = torch.ops.mkldnn._reorder_convolution_weight
+        monkeypatch.setattr(
+            torch.ops.mkldnn, "_reorder_convolution_weight", lambda *a: packs.append(a[-1]) or real(*a), raising=False
+        )
+        with torch.no_grad():
+            stack(x.clone())
+            stack(x.clone())
+            stack(torch.randn(2, 8, 4, 4))
+        assert packs == [(2, 8, 4, 4), (2, 16, 4, 4)]  # once per conv and input size: the same size again reused them
+
+
+def test_eval_stack_keeps_its_folded_weights_out_of_copies_and_inference_mode():
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    stack = _trained_stack()
+    x = torch.randn(1, 8, 8, 8)
+    with torch.no_grad():
+        stack(x.clone())
+    assert set(stack.state_dict()) == set(_trained_stack().state_dict())
+    twin = copy.deepcopy(stack)
+    twin[0].conv.weight.data.mul_(-1)
+    with torch.no_grad():
+        assert not torch.allclose(twin(x.clone()), stack(x.clone()))
+        torch.testing.assert_close(pickle.loads(pickle.dumps(stack))(x.clone()), stack(x.clone()))
+    with torch.inference_mode():  # parameters made here have no version counter: folded afresh each pass
+        fresh = _trained_stack()
+        torch.testing.assert_close(fresh(x.clone()), _as_written(fresh, x), rtol=1e-5, atol=1e-5)
 
 
 def test_channel_conv_stack_without_batch_norm_runs_as_written():

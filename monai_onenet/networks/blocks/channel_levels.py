@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
-from typing import Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from monai.networks.blocks import ADN, Convolution
 
+from monai_onenet.networks.blocks.fused_conv import conv_relu, runs_fused_relu
 from monai_onenet.networks.blocks.pixel_shuffle import channels_to_space, space_to_channels
 from monai_onenet.networks.blocks.spatial_mixing import get_spatial_mixing
 from monai_onenet.networks.blocks.stepped import SteppedSequential
@@ -141,23 +143,30 @@ def conv_after_affine(conv: nn.Module, x: torch.Tensor, scale: torch.Tensor, shi
     return conv._conv_forward(x, weight, bias)
 
 
-_FUSED_CONV_RELU = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+# Folded weights of eval-mode stacks, per stack and conv; outside the modules, so that pickling, deep copies and
+# TorchScript never see them.
+_FOLDED_WEIGHTS: weakref.WeakKeyDictionary[nn.Module, Dict[int, Dict[str, Any]]] = weakref.WeakKeyDictionary()
+_CACHE_FOLDED_WEIGHTS = True
 
 
 def _conv_then_act(
-    conv: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], act: Optional[nn.Module]
+    conv: nn.Module,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    act: Optional[nn.Module],
+    packed_weight: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """``act(conv(x))`` with the given weights; on the CPU without autograd a ReLU runs inside oneDNN's convolution.
 
     The fused kernel (the one ``torch.compile`` emits for conv + ReLU on the CPU) saves a full pass over the output,
-    the largest remaining cost of a 1x1 conv at full resolution. Anything else runs unfused.
+    the largest remaining cost of a 1x1 conv at full resolution. ``packed_weight``, ``weight`` already in oneDNN's
+    layout for this input size (``torch.ops.mkldnn._reorder_convolution_weight``), spares the fused kernel that
+    reorder on every call. Anything else runs unfused.
     """
-    fusable = isinstance(act, nn.ReLU) and x.device.type == "cpu" and x.dtype == torch.float32
-    plain_call = torch.is_grad_enabled() or torch.jit.is_tracing() or torch.is_autocast_enabled("cpu")
-    if _FUSED_CONV_RELU and torch.backends.mkldnn.enabled and fusable and not plain_call:
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, "relu", [None], ""
-        )
+    if runs_fused_relu(x, act):
+        fused_weight = weight if packed_weight is None else packed_weight
+        return conv_relu(x, fused_weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
     x = conv._conv_forward(x, weight, bias)
     return x if act is None else act(x)
 
@@ -243,29 +252,91 @@ class ChannelConvStack(SteppedSequential):
         return _norm_as_affine(self[self.steps - 1].adn.N)
 
     @torch.jit.unused
-    def _folded_pre_act_step(self, x: torch.Tensor, index: int) -> torch.Tensor:
+    def _folded_weights(self, index: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Weight and bias of conv ``index`` with the norms it absorbs (see :meth:`step`)."""
         layer = self[index]
         conv = layer.conv
-        scale, shift = _norm_as_affine(layer.adn.N)
-        bias = shift if conv.bias is None else conv.bias * scale + shift
-        weight = conv.weight * scale.view([-1] + [1] * (conv.weight.dim() - 1))
-        return _conv_then_act(conv, x, weight, bias, layer.adn._modules.get("A"))
+        if not self.norm_after_act:  # its own norm, before the activation
+            scale, shift = _norm_as_affine(layer.adn.N)
+            bias = shift if conv.bias is None else conv.bias * scale + shift
+            return conv.weight * scale.view([-1] + [1] * (conv.weight.dim() - 1)), bias
+        if index == 0:
+            return conv.weight, conv.bias
+        return _fold_input_affine(conv.weight, conv.bias, *_norm_as_affine(self[index - 1].adn.N))
+
+    @torch.jit.unused
+    def _weights_for(
+        self, index: int, x: torch.Tensor
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """``(weight, bias, packed weight or None)`` of conv ``index`` for input ``x``.
+
+        Without autograd they are computed once and kept until a parameter or running statistic they come from
+        changes (new storage, an in-place update, a batch counted by a norm) or the stack is set to train or eval
+        mode, together with oneDNN's reordered copy of the weight for the
+        fused kernel: inference then spends no time folding norms or reordering weights, which took 3-4% of
+        OneNet_ed,4's CPU time (most of it at the deepest levels, where a 1024 x 2048 weight meets a 16 x 16 map).
+        Under autograd or a trace they are computed afresh, so gradients reach the parameters and traces record
+        the folding.
+        """
+        sources = self._fold_sources(index)
+        fresh = torch.is_grad_enabled() or torch.jit.is_tracing() or not _CACHE_FOLDED_WEIGHTS
+        if fresh or any(t.is_inference() for t in sources):  # inference-mode tensors keep no version counter
+            return self._folded_weights(index) + (None,)
+        key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in sources)
+        cache = _FOLDED_WEIGHTS.setdefault(self, {})
+        entry = cache.get(index)
+        if entry is None or entry["key"] != key:
+            weight, bias = self._folded_weights(index)
+            # the sources are kept so that their storage cannot be freed and reused under an equal key
+            entry = {"key": key, "sources": sources, "weight": weight, "bias": bias, "packed": {}}
+            cache[index] = entry
+        packed = None
+        act = self[index].adn._modules.get("A")
+        if x.dim() == 4 and runs_fused_relu(x, act):
+            conv = self[index].conv
+            shape = tuple(x.shape)
+            packed = entry["packed"].get(shape)
+            if packed is None:
+                packed = torch.ops.mkldnn._reorder_convolution_weight(
+                    entry["weight"], list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, shape
+                )
+                entry["packed"] = {shape: packed}  # one input size at a time
+        return entry["weight"], entry["bias"], packed
+
+    @torch.jit.unused
+    def _fold_sources(self, index: int) -> List[torch.Tensor]:
+        """The tensors :meth:`_folded_weights` reads for conv ``index``."""
+        layer = self[index]
+        tensors = [layer.conv.weight, layer.conv.bias]
+        norm = layer.adn.N if not self.norm_after_act else (self[index - 1].adn.N if index > 0 else None)
+        if norm is not None:
+            # batch norm updates its running statistics without bumping their version counters; the batch count
+            # it increments beside them does bump
+            tensors += [norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.num_batches_tracked]
+        return [t for t in tensors if t is not None]
+
+    def train(self, mode: bool = True) -> ChannelConvStack:
+        _FOLDED_WEIGHTS.pop(self, None)  # training changes what they were folded from
+        return super().train(mode)
+
+    @torch.jit.unused
+    def _folded_pre_act_step(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        layer = self[index]
+        weight, bias, packed = self._weights_for(index, x)
+        return _conv_then_act(layer.conv, x, weight, bias, layer.adn._modules.get("A"), packed)
 
     @torch.jit.unused
     def _folded_step(self, x: torch.Tensor, index: int, output_norm: bool) -> torch.Tensor:
         layer = self[index]
-        conv = layer.conv
-        weight, bias = conv.weight, conv.bias
-        if index > 0:  # the previous conv's norm, folded into this one
-            weight, bias = _fold_input_affine(weight, bias, *_norm_as_affine(self[index - 1].adn.N))
-        x = _conv_then_act(conv, x, weight, bias, layer.adn._modules.get("A"))
+        weight, bias, packed = self._weights_for(index, x)
+        x = _conv_then_act(layer.conv, x, weight, bias, layer.adn._modules.get("A"), packed)
         if index < self.steps - 1 or not output_norm:
             return x
         scale, shift = _norm_as_affine(layer.adn.N)
         view = [1, -1] + [1] * (x.dim() - 2)
         if torch.is_grad_enabled() or torch.jit.is_tracing():
             return torch.addcmul(shift.view(view), x, scale.view(view))
-        return x.mul_(scale.view(view)).add_(shift.view(view))
+        return torch.addcmul(shift.view(view), x, scale.view(view), out=x)  # one pass, in place
 
 
 def _check_level_convs(level_convs: int) -> None:

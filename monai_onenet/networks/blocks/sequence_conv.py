@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer
 
+from monai_onenet.networks.blocks.fused_conv import conv_relu, runs_fused_relu
 from monai_onenet.networks.blocks.layout import channels_first_view, channels_last_view
 
 __all__ = ["SequenceConv", "sequence_conv_reference", "sequence_conv_shifted_add"]
@@ -77,8 +78,10 @@ class SequenceConv(nn.Module):
     9-tap filter becomes a ``b -> b`` convolution of kernel 3 over blocks, on a channels-last view of the input
     (no copy), followed by an exact fix of the ``k // 2`` reflect-padded values at each end. Outputs match
     :func:`sequence_conv_reference` to float rounding. Set ``fast_path = False`` to run the straightforward form
-    (the FLOP counter does, so that it counts the model's arithmetic, not the block form's zero taps). Traces, and
-    so ONNX exports, record the straightforward form, which ONNX Runtime runs fast.
+    (the FLOP counter does, so that it counts the model's arithmetic, not the block form's zero taps). Traces record
+    the straightforward form (ONNX Runtime runs its one-channel ``Conv1d`` 3x faster than the block form); the ONNX
+    export of OneNet_ed runs it on phase-folded maps instead
+    (:class:`~monai_onenet.networks.blocks.phase_folding.FoldedSequenceConv`).
 
     Args:
         channels: channels of the input; fixes the block size of the fast form.
@@ -109,7 +112,9 @@ class SequenceConv(nn.Module):
                 index[out_pos, in_pos, shift + 1] = tap
         self.register_buffer("tap_index", index, persistent=False)
 
-    def _block_form(self, x: torch.Tensor) -> torch.Tensor:
+    def _block_form(self, x: torch.Tensor, fuse_relu: bool = False) -> torch.Tensor:
+        """The polyphase form; with ``fuse_relu`` (see :func:`runs_fused_relu`) the ReLU runs inside the
+        convolution and on the fixed end values."""
         batch = x.shape[0]
         sequence = _flatten(x).reshape(batch, -1)
         length = sequence.shape[1]
@@ -119,20 +124,34 @@ class SequenceConv(nn.Module):
         assert bias is not None
         # (B, L) -> (B, L/b, 1, b) -> (B, b, L/b, 1): channels-last view, no copy when `sequence` is contiguous.
         blocks = sequence.reshape(batch, length // self.block, 1, self.block).permute(0, 3, 1, 2)
-        filtered = F.conv2d(blocks, kernel, bias.expand(self.block), padding=(1, 0))
+        # is_scripting() stays last in these conditions: it drops the branches, which TorchScript cannot compile.
+        if fuse_relu and not torch.jit.is_scripting():
+            filtered = conv_relu(blocks, kernel, bias.expand(self.block).contiguous(), [1, 0], [1, 1], [1, 1])
+        else:
+            filtered = F.conv2d(blocks, kernel, bias.expand(self.block), padding=(1, 0))
         out = filtered.permute(0, 2, 3, 1).reshape(batch, length)
         edge = 2 * self.pad
         head = F.conv1d(F.pad(sequence[:, None, :edge], [self.pad, self.pad], mode="reflect"), self.conv.weight, bias)
         tail = F.conv1d(F.pad(sequence[:, None, -edge:], [self.pad, self.pad], mode="reflect"), self.conv.weight, bias)
+        if fuse_relu and not torch.jit.is_scripting():
+            head, tail = torch.relu(head), torch.relu(tail)
         out[:, : self.pad] = head[:, 0, : self.pad]
         out[:, length - self.pad :] = tail[:, 0, self.pad :]
         return _unflatten(out, x)
 
+    @torch.jit.unused
+    def _fuses_relu(self, x: torch.Tensor) -> bool:
+        return runs_fused_relu(x, self.act)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Traced graphs (ONNX export) keep the authors' form: ONNX Runtime runs the one-channel Conv1d fast and
-        # the block form 3x slower.
+        # Traced graphs keep the authors' form: ONNX Runtime runs the one-channel Conv1d fast and the block form
+        # 3x slower.
         fast = self.fast_path and not torch.jit.is_tracing() and self.block > 0 and x.shape[1] % self.block == 0
         if fast and x[0].numel() >= 2 * self.pad + self.block:
+            # is_scripting() stays last in this condition: it drops the branch, which TorchScript cannot compile.
+            if x.device.type == "cpu" and not torch.jit.is_scripting():
+                if self._fuses_relu(x):  # one pass less over the output
+                    return self._block_form(x, fuse_relu=True)
             return self.act(self._block_form(x))
         # The authors' form, through the Conv1d module itself so that module hooks (torchinfo) see it.
         return self.act(_unflatten(self.conv(F.pad(_flatten(x), [self.pad, self.pad], mode="reflect")), x))

@@ -1,0 +1,47 @@
+"""Convolution + ReLU as one oneDNN kernel on the CPU, for inference."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+
+__all__ = ["FUSED_CONV_RELU", "runs_fused_relu", "conv_relu"]
+
+FUSED_CONV_RELU = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+def runs_fused_relu(x: torch.Tensor, act: Optional[nn.Module]) -> bool:
+    """Whether ``act(conv(x))`` can run as :func:`conv_relu`: a ReLU, a float32 CPU input, oneDNN on, and no
+    autograd, trace or autocast (the fused kernel has no backward and traces must record the plain ops)."""
+    fusable = isinstance(act, nn.ReLU) and x.device.type == "cpu" and x.dtype == torch.float32
+    plain_call = torch.is_grad_enabled() or torch.jit.is_tracing() or torch.is_autocast_enabled("cpu")
+    return FUSED_CONV_RELU and torch.backends.mkldnn.enabled and fusable and not plain_call
+
+
+def conv_relu(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    padding: List[int],
+    stride: List[int],
+    dilation: List[int],
+    groups: int = 1,
+) -> torch.Tensor:
+    """``relu(conv(x, weight, bias))`` in one pass over the output (the kernel ``torch.compile`` emits for conv +
+    ReLU on the CPU). ``weight`` may be dense or already in oneDNN's layout
+    (``torch.ops.mkldnn._reorder_convolution_weight``). Check :func:`runs_fused_relu` first.
+
+    Example::
+
+        >>> x = torch.randn(1, 4, 8, 8)
+        >>> weight, bias = torch.randn(6, 4, 1, 1), torch.randn(6)
+        >>> with torch.no_grad():
+        ...     fused = conv_relu(x, weight, bias, [0, 0], [1, 1], [1, 1])
+        >>> bool(torch.allclose(fused, torch.relu(torch.nn.functional.conv2d(x, weight, bias)), atol=1e-5))
+        True
+    """
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, weight, bias, padding, stride, dilation, groups, "relu", [None], ""
+    )
