@@ -92,8 +92,11 @@ def _worker(request):
 
 def test_isolated_worker_measures_memory_of_one_model():
     result = _worker({"what": "infer", "model": "onenet_ed_4"})
-    assert set(result) == {"peak_infer_mb", "peak_infer_rss_mb"}
+    assert set(result) == {"peak_infer_mb", "peak_infer_rss_mb", "cached_weights_mb"}
     assert result["peak_infer_mb"] > 0
+    quick_net = {m.name: m for m in benchmark_models(quick=True)}["onenet_ed_4"].build()
+    params_mb = sum(p.numel() * 4 for p in quick_net.parameters()) / 2**20
+    assert 0.5 * params_mb < result["cached_weights_mb"] < 1.5 * params_mb  # one folded copy of the 1x1 weights
 
 
 def test_isolated_worker_times_models_interleaved():

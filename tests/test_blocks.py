@@ -10,6 +10,7 @@ from monai_onenet.networks.blocks import (
     OrientedConv,
     SequenceConv,
     SubpixelHead,
+    cached_weight_bytes,
     channels_to_space,
     get_spatial_mixing,
     sequence_conv_reference,
@@ -283,11 +284,15 @@ def test_eval_stack_keeps_its_folded_weights_out_of_copies_and_inference_mode():
     with torch.no_grad():
         stack(x.clone())
     assert set(stack.state_dict()) == set(_trained_stack().state_dict())
+    conv_bytes = sum(p.numel() * p.element_size() for layer in stack for p in layer.conv.parameters())
+    assert conv_bytes <= cached_weight_bytes(stack) < 1.5 * conv_bytes  # one folded copy of each conv
     twin = copy.deepcopy(stack)
     twin[0].conv.weight.data.mul_(-1)
     with torch.no_grad():
         assert not torch.allclose(twin(x.clone()), stack(x.clone()))
         torch.testing.assert_close(pickle.loads(pickle.dumps(stack))(x.clone()), stack(x.clone()))
+    stack.train()
+    assert cached_weight_bytes(stack) == 0
     with torch.inference_mode():  # parameters made here have no version counter: folded afresh each pass
         fresh = _trained_stack()
         torch.testing.assert_close(fresh(x.clone()), _as_written(fresh, x), rtol=1e-5, atol=1e-5)

@@ -226,6 +226,14 @@ def markdown_table(result: Dict[str, Any]) -> str:
                 f"{row['latency_onnxruntime_ms']:.1f} ms vs {row['latency_eager_alone_ms']:.1f} ms eager torch "
                 f"({row['onnxruntime_ratio_vs_eager']:.2f}x; each in processes of its own, alternated, medians).",
             ]
+    cached = [row for row in result["rows"] if row.get("cached_weights_mb", 0) > 0]
+    if cached:
+        lines += [
+            "",
+            "Eval-mode OneNet also keeps one folded copy of its 1x1 weights after the first pass (not in the peaks): "
+            + ", ".join(f"{row['model']} {row['cached_weights_mb']:.0f} MB" for row in cached)
+            + ".",
+        ]
     lines += [
         "",
         "Paper convention = 2 x torchinfo mult-adds, top head only; it charges a transposed conv by its output size, "

@@ -26,6 +26,8 @@ from typing import Callable, Dict, List
 import torch
 import torch.nn as nn
 
+from monai_onenet.networks.blocks import cached_weight_bytes
+
 __all__ = [
     "ALLOCATOR_ENV",
     "settle_allocator",
@@ -217,6 +219,8 @@ def measure_memory(model: nn.Module, input_shape, device: torch.device, phase: s
     if device.type == "cpu":
         result[f"peak_{phase}_rss_mb"] = peak_rss_mb(run)
     result[f"peak_{phase}_mb"] = peak_memory_mb(run, device)
+    if phase == "infer":  # kept from the first pass on, beside the weights: reported apart from the peak
+        result["cached_weights_mb"] = cached_weight_bytes(model) / 2**20
     return result
 
 

@@ -7,6 +7,7 @@ from monai_onenet.networks.blocks.channel_levels import (
     ChannelConvStack,
     OneNetDecoderLevel,
     OneNetEncoderLevel,
+    cached_weight_bytes,
     conv_after_affine,
     give_adn_orders_their_classes,
 )
@@ -22,6 +23,7 @@ from monai_onenet.networks.blocks.subpixel_head import SubpixelHead
 __all__ = [
     "ChannelConv",
     "ChannelConvStack",
+    "cached_weight_bytes",
     "conv_after_affine",
     "give_adn_orders_their_classes",
     "OneNetDecoderLevel",

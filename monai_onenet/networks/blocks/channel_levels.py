@@ -22,6 +22,7 @@ __all__ = [
     "give_adn_orders_their_classes",
     "ChannelConv",
     "ChannelConvStack",
+    "cached_weight_bytes",
     "conv_after_affine",
     "OneNetEncoderLevel",
     "OneNetDecoderLevel",
@@ -150,25 +151,38 @@ _CACHE_FOLDED_WEIGHTS = True
 
 
 def _conv_then_act(
-    conv: nn.Module,
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    act: Optional[nn.Module],
-    packed_weight: Optional[torch.Tensor] = None,
+    conv: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], act: Optional[nn.Module]
 ) -> torch.Tensor:
     """``act(conv(x))`` with the given weights; on the CPU without autograd a ReLU runs inside oneDNN's convolution.
 
     The fused kernel (the one ``torch.compile`` emits for conv + ReLU on the CPU) saves a full pass over the output,
-    the largest remaining cost of a 1x1 conv at full resolution. ``packed_weight``, ``weight`` already in oneDNN's
-    layout for this input size (``torch.ops.mkldnn._reorder_convolution_weight``), spares the fused kernel that
-    reorder on every call. Anything else runs unfused.
+    the largest remaining cost of a 1x1 conv at full resolution; it also takes ``weight`` already in oneDNN's layout
+    (see :meth:`ChannelConvStack._weights_for`). Anything else runs unfused.
     """
     if runs_fused_relu(x, act):
-        fused_weight = weight if packed_weight is None else packed_weight
-        return conv_relu(x, fused_weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        return conv_relu(x, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
     x = conv._conv_forward(x, weight, bias)
     return x if act is None else act(x)
+
+
+def cached_weight_bytes(module: nn.Module) -> int:
+    """Bytes of the folded weights that the eval-mode :class:`ChannelConvStack` inside ``module`` keep for
+    inference (see :meth:`ChannelConvStack._weights_for`); freed when the stacks go to train or eval mode.
+
+    Example::
+
+        >>> stack = ChannelConvStack(2, (8, 16), act="relu", norm="batch").eval()
+        >>> with torch.no_grad():
+        ...     _ = stack(torch.randn(1, 8, 4, 4))
+        >>> cached_weight_bytes(stack) >= 16 * 8 * 4
+        True
+    """
+    total = 0
+    for stack in module.modules():
+        for entry in _FOLDED_WEIGHTS.get(stack, {}).values():
+            tensors = [entry["dense"], entry["bias"], *entry["packed"].values()]
+            total += sum(t.numel() * t.element_size() for t in tensors if t is not None)
+    return total
 
 
 class ChannelConvStack(SteppedSequential):
@@ -265,43 +279,43 @@ class ChannelConvStack(SteppedSequential):
         return _fold_input_affine(conv.weight, conv.bias, *_norm_as_affine(self[index - 1].adn.N))
 
     @torch.jit.unused
-    def _weights_for(
-        self, index: int, x: torch.Tensor
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """``(weight, bias, packed weight or None)`` of conv ``index`` for input ``x``.
+    def _weights_for(self, index: int, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Weight and bias with which :func:`_conv_then_act` runs conv ``index`` on ``x``.
 
         Without autograd they are computed once and kept until a parameter or running statistic they come from
         changes (new storage, an in-place update, a batch counted by a norm) or the stack is set to train or eval
-        mode, together with oneDNN's reordered copy of the weight for the
-        fused kernel: inference then spends no time folding norms or reordering weights, which took 3-4% of
-        OneNet_ed,4's CPU time (most of it at the deepest levels, where a 1024 x 2048 weight meets a 16 x 16 map).
+        mode; where the fused kernel runs, the weight is kept in oneDNN's layout for the input size, which spares
+        the kernel its reorder on every call. Inference then spends no time folding norms or reordering weights,
+        which took 3-4% of OneNet_ed,4's CPU time (most of it at the deepest levels, where a 1024 x 2048 weight
+        meets a 16 x 16 map). One copy of each conv's weight is kept (:func:`cached_weight_bytes` tells how much).
         Under autograd or a trace they are computed afresh, so gradients reach the parameters and traces record
         the folding.
         """
         sources = self._fold_sources(index)
         fresh = torch.is_grad_enabled() or torch.jit.is_tracing() or not _CACHE_FOLDED_WEIGHTS
         if fresh or any(t.is_inference() for t in sources):  # inference-mode tensors keep no version counter
-            return self._folded_weights(index) + (None,)
+            return self._folded_weights(index)
         key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in sources)
         cache = _FOLDED_WEIGHTS.setdefault(self, {})
         entry = cache.get(index)
         if entry is None or entry["key"] != key:
             weight, bias = self._folded_weights(index)
             # the sources are kept so that their storage cannot be freed and reused under an equal key
-            entry = {"key": key, "sources": sources, "weight": weight, "bias": bias, "packed": {}}
+            entry = {"key": key, "sources": sources, "dense": weight, "bias": bias, "packed": {}}
             cache[index] = entry
-        packed = None
-        act = self[index].adn._modules.get("A")
-        if x.dim() == 4 and runs_fused_relu(x, act):
-            conv = self[index].conv
+        if x.dim() == 4 and runs_fused_relu(x, self[index].adn._modules.get("A")):
             shape = tuple(x.shape)
-            packed = entry["packed"].get(shape)
-            if packed is None:
+            if shape not in entry["packed"]:
+                conv = self[index].conv
+                dense = entry["dense"] if entry["dense"] is not None else self._folded_weights(index)[0]
                 packed = torch.ops.mkldnn._reorder_convolution_weight(
-                    entry["weight"], list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, shape
+                    dense, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, shape
                 )
-                entry["packed"] = {shape: packed}  # one input size at a time
-        return entry["weight"], entry["bias"], packed
+                entry.update(dense=None, packed={shape: packed})  # one copy, for one input size at a time
+            return entry["packed"][shape], entry["bias"]
+        if entry["dense"] is None:
+            entry.update(dense=self._folded_weights(index)[0], packed={})
+        return entry["dense"], entry["bias"]
 
     @torch.jit.unused
     def _fold_sources(self, index: int) -> List[torch.Tensor]:
@@ -322,14 +336,14 @@ class ChannelConvStack(SteppedSequential):
     @torch.jit.unused
     def _folded_pre_act_step(self, x: torch.Tensor, index: int) -> torch.Tensor:
         layer = self[index]
-        weight, bias, packed = self._weights_for(index, x)
-        return _conv_then_act(layer.conv, x, weight, bias, layer.adn._modules.get("A"), packed)
+        weight, bias = self._weights_for(index, x)
+        return _conv_then_act(layer.conv, x, weight, bias, layer.adn._modules.get("A"))
 
     @torch.jit.unused
     def _folded_step(self, x: torch.Tensor, index: int, output_norm: bool) -> torch.Tensor:
         layer = self[index]
-        weight, bias, packed = self._weights_for(index, x)
-        x = _conv_then_act(layer.conv, x, weight, bias, layer.adn._modules.get("A"), packed)
+        weight, bias = self._weights_for(index, x)
+        x = _conv_then_act(layer.conv, x, weight, bias, layer.adn._modules.get("A"))
         if index < self.steps - 1 or not output_norm:
             return x
         scale, shift = _norm_as_affine(layer.adn.N)
