@@ -298,6 +298,21 @@ def test_eval_stack_keeps_its_folded_weights_out_of_copies_and_inference_mode():
         torch.testing.assert_close(fresh(x.clone()), _as_written(fresh, x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("norm", ["batch", None])
+@pytest.mark.parametrize("adn_ordering", ["ADN", "NDA"])
+def test_step_reordered_reads_permuted_input_channels(norm, adn_ordering):
+    torch.manual_seed(0)
+    stack = ChannelConvStack(2, (12, 8, 8), act="relu", norm=norm, adn_ordering=adn_ordering)
+    if norm:
+        stack = _trained_stack((12, 8, 8))
+    stack.eval()
+    x = torch.randn(2, 12, 4, 4)
+    order = torch.randperm(12)  # stored channel j holds channel order[j]
+    with torch.no_grad():
+        torch.testing.assert_close(stack.step_reordered(x[:, order], 0, order), stack.step(x, 0), rtol=1e-5, atol=1e-5)
+    assert stack.runs_folded() == (norm == "batch")
+
+
 def test_channel_conv_stack_without_batch_norm_runs_as_written():
     stack = ChannelConvStack(2, (3, 8, 8), act="relu", norm="instance")
     assert not stack.folds_norms

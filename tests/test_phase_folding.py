@@ -21,8 +21,11 @@ FOLD_CASES = [((16,), 3), ((8, 12), 2), ((8, 4), 1), ((4, 8, 4), 2), ((6, 10), 0
 
 
 def _trained_norms(net: nn.Module) -> nn.Module:
-    """Batch norms far from identity, so that a norm applied in the wrong place shows."""
+    """Batch norms far from identity, so that a norm applied in the wrong place shows; spatial convs with positive
+    taps, so that their ReLU passes signal on post-ReLU inputs (a dead map would hide a wrong channel order)."""
     for module in net.modules():
+        if isinstance(module, SequenceConv):
+            module.conv.weight.data.abs_()
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
@@ -91,6 +94,8 @@ NETWORK_CASES = [
     (2, (32, 32), {"spatial_mixing": "none"}),
     (2, (32, 32), {"adn_ordering": "NDA", "level_convs": 1}),
     (2, (32, 32), {"input_normalization": True, "mixing_kernel_size": 5}),
+    (2, (32, 32), {"norm": None, "level_convs": 1}),  # no norms to fold: channels put back in order
+    (2, (32, 32), {"level_convs": 1, "full_resolution": False}),
 ]
 
 
@@ -115,9 +120,10 @@ def test_phase_folded_onenet_computes_the_network(spatial_dims, spatial, kwargs)
         ({"spatial_mixing": "oriented"}, "spatial axes"),
         ({"decoder": "conv"}, "not the 1D one"),
         ({"encoder": "conv", "decoder": "conv"}, "not the 1D one"),
+        ({"norm": "instance"}, "statistics over the image"),
     ],
 )
-def test_phase_folding_refuses_spatial_filters(kwargs, reason):
+def test_phase_folding_refuses_spatial_filters_and_image_statistics(kwargs, reason):
     net = OneNet(2, 1, 2, channels=(8, 16), **kwargs).eval()
     assert reason in phase_folding_unsupported(net)
     with pytest.raises(ValueError, match=reason):

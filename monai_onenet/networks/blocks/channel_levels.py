@@ -259,6 +259,18 @@ class ChannelConvStack(SteppedSequential):
         return self.plain_step(x, index)
 
     @torch.jit.unused
+    def step_reordered(self, x: torch.Tensor, index: int, input_order: torch.Tensor) -> torch.Tensor:
+        """:meth:`step` for an input whose channel ``j`` holds channel ``input_order[j]`` of the input :meth:`step`
+        expects. With folded norms the conv reads the channels in that order (its weight's columns permuted), so
+        the caller need not put them back; otherwise they are put back first.
+        """
+        if self.runs_folded():
+            if self.norm_after_act:
+                return self._folded_step(x, index, True, input_order)
+            return self._folded_pre_act_step(x, index, input_order)
+        return self.plain_step(x.index_select(1, torch.argsort(input_order)), index)
+
+    @torch.jit.unused
     def output_affine(self) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
         """``(scale, shift)`` of the last norm when :meth:`step` can leave it to the caller, else None."""
         if not (self.runs_folded() and self.norm_after_act):
@@ -279,7 +291,9 @@ class ChannelConvStack(SteppedSequential):
         return _fold_input_affine(conv.weight, conv.bias, *_norm_as_affine(self[index - 1].adn.N))
 
     @torch.jit.unused
-    def _weights_for(self, index: int, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _weights_for(
+        self, index: int, x: torch.Tensor, input_order: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Weight and bias with which :func:`_conv_then_act` runs conv ``index`` on ``x``.
 
         Without autograd they are computed once and kept until a parameter or running statistic they come from
@@ -289,8 +303,11 @@ class ChannelConvStack(SteppedSequential):
         which took 3-4% of OneNet_ed,4's CPU time (most of it at the deepest levels, where a 1024 x 2048 weight
         meets a 16 x 16 map). One copy of each conv's weight is kept (:func:`cached_weight_bytes` tells how much).
         Under autograd or a trace they are computed afresh, so gradients reach the parameters and traces record
-        the folding.
+        the folding; so are they for an ``input_order`` (see :meth:`step_reordered`).
         """
+        if input_order is not None:
+            weight, bias = self._folded_weights(index)
+            return weight.index_select(1, input_order), bias
         sources = self._fold_sources(index)
         fresh = torch.is_grad_enabled() or torch.jit.is_tracing() or not _CACHE_FOLDED_WEIGHTS
         if fresh or any(t.is_inference() for t in sources):  # inference-mode tensors keep no version counter
@@ -334,15 +351,19 @@ class ChannelConvStack(SteppedSequential):
         return super().train(mode)
 
     @torch.jit.unused
-    def _folded_pre_act_step(self, x: torch.Tensor, index: int) -> torch.Tensor:
+    def _folded_pre_act_step(
+        self, x: torch.Tensor, index: int, input_order: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         layer = self[index]
-        weight, bias = self._weights_for(index, x)
+        weight, bias = self._weights_for(index, x, input_order)
         return _conv_then_act(layer.conv, x, weight, bias, layer.adn._modules.get("A"))
 
     @torch.jit.unused
-    def _folded_step(self, x: torch.Tensor, index: int, output_norm: bool) -> torch.Tensor:
+    def _folded_step(
+        self, x: torch.Tensor, index: int, output_norm: bool, input_order: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         layer = self[index]
-        weight, bias = self._weights_for(index, x)
+        weight, bias = self._weights_for(index, x, input_order)
         x = _conv_then_act(layer.conv, x, weight, bias, layer.adn._modules.get("A"))
         if index < self.steps - 1 or not output_norm:
             return x

@@ -162,11 +162,16 @@ class FoldedSequenceConv(nn.Module):
         spatial_shape: spatial size of the unfolded map it sees.
         levels: how many times that map is phase-folded.
         channels: channels of that map.
+        polyphase_order: leave the output channels in the order the polyphase conv makes them (see
+            :meth:`channel_order`) instead of the map's.
     """
 
-    def __init__(self, conv: nn.Module, spatial_shape: Sequence[int], levels: int, channels: int):
+    def __init__(
+        self, conv: nn.Module, spatial_shape: Sequence[int], levels: int, channels: int, polyphase_order: bool = False
+    ):
         super().__init__()
         self.sequence_conv = conv
+        self.polyphase_order = polyphase_order
         self.pad = conv.pad
         self.phases = _phase_count(channels)
         before, after = sequence_neighbour_sources(spatial_shape, levels, channels, self.pad)
@@ -194,5 +199,16 @@ class FoldedSequenceConv(nn.Module):
         sequence = torch.cat([before, x, after], dim=1).reshape(1, 1, -1, channels + 2 * self.pad, math.prod(reduced))
         bias = self.sequence_conv.conv.bias
         out = F.conv3d(sequence, self.polyphase_kernel(), bias.expand(self.phases), stride=(1, self.phases, 1))
-        out = self.sequence_conv.act(out)  # (1, m, B', channels / m, ...): channel n = (channels / m) index * m + phase
-        return out.permute(2, 3, 1, 0, 4).reshape([-1, channels] + reduced)
+        out = self.sequence_conv.act(out)  # (1, m, B', channels / m, ...)
+        if not self.polyphase_order:
+            return out.permute(2, 3, 1, 0, 4).reshape([-1, channels] + reduced)
+        return out.permute(2, 1, 3, 0, 4).reshape([-1, channels] + reduced)
+
+    def channel_order(self, channels: int) -> torch.Tensor:
+        """With ``polyphase_order``, the channel of the conv's output that each output channel holds: phase by
+        phase (``r * channels / m + i`` holds ``i * m + r``), which spares the copy into channel order when the
+        consumer reads its input channels in any order (see
+        :meth:`~monai_onenet.networks.blocks.ChannelConvStack.step_reordered`)."""
+        if not self.polyphase_order:
+            return torch.arange(channels)
+        return torch.arange(channels).reshape(-1, self.phases).t().reshape(-1)

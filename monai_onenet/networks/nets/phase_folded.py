@@ -31,10 +31,10 @@ __all__ = ["PhaseFoldedOneNet", "phase_folding_unsupported"]
 def phase_folding_unsupported(net: nn.Module) -> Optional[str]:
     """Why :class:`PhaseFoldedOneNet` cannot compute ``net``, or None when it can.
 
-    It computes eval-mode OneNet_ed (1D encoder and decoder) with the paper's spatial conv or none, whose head is
-    still the 1x1 convolution or sub-pixel head the network built: every other step is per pixel or a
-    pixel-(un)shuffle. Spatial filters (the oriented mixing, the U-Net decoder, a replaced head) need the unfolded
-    map.
+    It computes eval-mode OneNet_ed (1D encoder and decoder) with the paper's spatial conv or none, batch norm or
+    none, and the 1x1 convolution or sub-pixel head the network built: every other step is per pixel or a
+    pixel-(un)shuffle. Spatial filters (the oriented mixing, the U-Net decoder, a replaced head) and norms over the
+    image (instance, group) need the unfolded map.
     """
     if not isinstance(net, OneNet):
         return f"{type(net).__name__} is not a OneNet"
@@ -43,8 +43,12 @@ def phase_folding_unsupported(net: nn.Module) -> Optional[str]:
         return "its encoder or decoder is not the 1D one (OneNet_ed)"
     if not all(isinstance(level.mixing, (SequenceConv, nn.Identity)) for level in levels):
         return "its spatial mixing filters along the spatial axes"
-    if not all(isinstance(stack, ChannelConvStack) for stack in [net.stem, net.bottleneck]):
+    stacks = [net.stem, net.bottleneck] + [level.convs for level in levels]
+    if not all(isinstance(stack, ChannelConvStack) for stack in stacks):
         return "its stem or bottleneck is not a chain of channel-wise convolutions"
+    norms = [layer.adn._modules.get("N") for stack in stacks for layer in stack]
+    if not all(n is None or (isinstance(n, nn.modules.batchnorm._BatchNorm) and n.track_running_stats) for n in norms):
+        return "its norms take statistics over the image (only batch norm with running statistics is per pixel)"
     conv = net.head.conv if type(net.head) is SubpixelHead else net.head
     if type(conv) not in (nn.Conv1d, nn.Conv2d, nn.Conv3d) or any(k != 1 for k in conv.kernel_size):
         return "its head is not a 1x1 convolution"
@@ -57,8 +61,17 @@ def _folded_mixing(level: nn.Module, spatial_shape: List[int], levels: int) -> n
     """A level's spatial mixing for its map folded ``levels`` times (the paper's conv needs to know where each
     pixel's neighbours lie; no mixing stays none)."""
     if isinstance(level.mixing, SequenceConv):
-        return FoldedSequenceConv(level.mixing, spatial_shape, levels, level.convs[0].conv.in_channels)
+        channels = level.convs[0].conv.in_channels
+        return FoldedSequenceConv(level.mixing, spatial_shape, levels, channels, polyphase_order=True)
     return nn.Identity()
+
+
+def _first_step(convs: ChannelConvStack, mixing: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """An encoder level's first conv, reading the mixing's output channels in the order the mixing leaves them
+    (one copy of the map less)."""
+    if isinstance(mixing, FoldedSequenceConv):
+        return convs.step_reordered(x, 0, mixing.channel_order(int(x.shape[1])).to(x.device))
+    return convs.step(x, 0)
 
 
 class PhaseFoldedOneNet(nn.Module):
@@ -127,8 +140,8 @@ class PhaseFoldedOneNet(nn.Module):
         x = net.stem(fold_phases(x, self.levels))
         skips: List[torch.Tensor] = []
         for level, mixing in zip(net.encoder_levels, self.encoder_mixing):
-            x = mixing(phase_unshuffle(x))
-            for index in range(level.convs.steps):
+            x = _first_step(level.convs, mixing, mixing(phase_unshuffle(x)))
+            for index in range(1, level.convs.steps):
                 x = level.convs.step(x, index)
             skips.append(x)
         class_logits = net.classifier(x) if net.classifier is not None else None  # deepest level: not folded
@@ -139,12 +152,21 @@ class PhaseFoldedOneNet(nn.Module):
         for position, (level, mixing) in enumerate(zip(net.decoder_levels, self.decoder_mixing)):
             x = level.concat(phase_shuffle(x), skips.pop() if len(skips) > 0 else None)
             x = mixing(x)
+            top = position == len(net.decoder_levels) - 1
             last = level.convs.steps - 1
-            for index in range(last):
+            first = 0
+            if isinstance(mixing, FoldedSequenceConv):
+                order = mixing.channel_order(int(x.shape[1])).to(x.device)
+                if top and last == 0:  # the head fold below reads the channels in order
+                    x = x.index_select(1, torch.argsort(order))
+                else:
+                    x = level.convs.step_reordered(x, 0, order)
+                    first = 1
+            for index in range(first, last):
                 x = level.convs.step(x, index)
-            if position == len(net.decoder_levels) - 1:
+            if top:
                 x, head_affine = net._top_step(level.convs, x)
-            else:
+            elif first <= last:
                 x = level.convs.step(x, last)
 
         conv = net.head.conv if self.subpixel_head else net.head
