@@ -12,6 +12,7 @@ from monai_onenet.networks.blocks import (
     SubpixelHead,
     cached_weight_bytes,
     channels_to_space,
+    clear_folded_weights,
     get_spatial_mixing,
     sequence_conv_reference,
     sequence_conv_shifted_add,
@@ -206,8 +207,8 @@ def test_channel_conv_stack_folds_norms_exactly_in_eval(spatial_dims, widths, gr
     torch.testing.assert_close(folded, plain, rtol=1e-5, atol=1e-5)
 
 
-def _trained_stack(widths=(8, 16, 16)) -> ChannelConvStack:
-    stack = ChannelConvStack(2, widths, act=("relu", {"inplace": True}), norm="batch")
+def _trained_stack(widths=(8, 16, 16), adn_ordering: str = "ADN") -> ChannelConvStack:
+    stack = ChannelConvStack(2, widths, act=("relu", {"inplace": True}), norm="batch", adn_ordering=adn_ordering)
     for module in stack.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.running_mean.normal_()
@@ -284,8 +285,8 @@ def test_eval_stack_keeps_its_folded_weights_out_of_copies_and_inference_mode():
     with torch.no_grad():
         stack(x.clone())
     assert set(stack.state_dict()) == set(_trained_stack().state_dict())
-    conv_bytes = sum(p.numel() * p.element_size() for layer in stack for p in layer.conv.parameters())
-    assert conv_bytes <= cached_weight_bytes(stack) < 1.5 * conv_bytes  # one folded copy of each conv
+    weight_bytes = sum(layer.conv.weight.numel() * 4 for layer in stack)
+    assert weight_bytes <= cached_weight_bytes(stack) < 1.5 * weight_bytes  # one folded copy of each conv's weight
     twin = copy.deepcopy(stack)
     twin[0].conv.weight.data.mul_(-1)
     with torch.no_grad():
@@ -296,6 +297,43 @@ def test_eval_stack_keeps_its_folded_weights_out_of_copies_and_inference_mode():
     with torch.inference_mode():  # parameters made here have no version counter: folded afresh each pass
         fresh = _trained_stack()
         torch.testing.assert_close(fresh(x.clone()), _as_written(fresh, x), rtol=1e-5, atol=1e-5)
+        assert cached_weight_bytes(fresh) == 0
+
+
+def test_folded_weights_after_data_edits_moves_and_clearing():
+    torch.manual_seed(0)
+    stack = _trained_stack()
+    x = torch.randn(1, 8, 8, 8)
+    with torch.no_grad():
+        stack(x.clone())
+        stack[0].conv.weight.data.mul_(0.5)  # .data has a version counter of its own: the cache cannot see this
+        clear_folded_weights(stack)
+        assert cached_weight_bytes(stack) == 0
+        torch.testing.assert_close(stack(x.clone()), _as_written(stack, x), rtol=1e-5, atol=1e-5)
+        assert cached_weight_bytes(stack) > 0
+        stack.double()  # a move drops the folded copies of the old dtype
+        assert cached_weight_bytes(stack) == 0
+        torch.testing.assert_close(stack(x.double()), _as_written(stack, x.double()), rtol=1e-9, atol=1e-9)
+
+
+def test_eval_stack_serves_threads_with_different_input_sizes():
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(0)
+    stack = _trained_stack()
+    inputs = [torch.randn(size, 8, 6, 6).contiguous(memory_format=torch.channels_last) for size in (1, 2, 3, 4)]
+    expected = [_as_written(stack, x) for x in inputs]
+
+    def run(position: int) -> float:
+        worst = 0.0
+        with torch.no_grad():
+            for _ in range(300):
+                x = inputs[position]
+                worst = max(worst, float((stack(x.clone()) - expected[position]).abs().max()))
+        return worst
+
+    with ThreadPoolExecutor(4) as pool:
+        assert max(pool.map(run, range(4))) < 1e-5
 
 
 @pytest.mark.parametrize("norm", ["batch", None])
@@ -304,7 +342,7 @@ def test_step_reordered_reads_permuted_input_channels(norm, adn_ordering):
     torch.manual_seed(0)
     stack = ChannelConvStack(2, (12, 8, 8), act="relu", norm=norm, adn_ordering=adn_ordering)
     if norm:
-        stack = _trained_stack((12, 8, 8))
+        stack = _trained_stack((12, 8, 8), adn_ordering)
     stack.eval()
     x = torch.randn(2, 12, 4, 4)
     order = torch.randperm(12)  # stored channel j holds channel order[j]

@@ -56,9 +56,22 @@ def test_onenet_ed_exports_phase_folded(tmp_path, kwargs):
     net = OneNet(2, 1, 2, channels=(8, 16, 32), **kwargs)
     example = torch.randn(1, 1, 32, 32)
     path = export_onnx(net, example, tmp_path / "net.onnx")
+    assert not net.training  # the folded wrapper must not hand its training mode back to the network
     # no element-by-element layout changes left: pixel-(un)shuffles are block copies, no reflect padding
     assert not {"DepthToSpace", "SpaceToDepth", "Pad", "ScatterND"} & _op_types(path)
     assert check_onnx(net, path, torch.randn(3, 1, 32, 32), atol=1e-4) <= 1e-4
+
+
+def test_export_keeps_the_straightforward_graph_when_the_folded_indices_would_be_too_large(tmp_path, monkeypatch):
+    from monai_onenet.networks import export
+
+    monkeypatch.setattr(export, "MAX_FOLDED_INDEX_BYTES", 1024)
+    net = OneNet(2, 1, 2, channels=(8, 16, 32))
+    example = torch.randn(1, 1, 32, 32)
+    with pytest.warns(UserWarning, match="straightforward graph"):
+        path = export_onnx(net, example, tmp_path / "net.onnx")
+    assert "Pad" in _op_types(path)  # the authors' reflect-padded spatial conv
+    assert check_onnx(net, path, example, atol=1e-4) <= 1e-4
 
 
 def test_export_refuses_to_phase_fold_a_network_that_cannot_be(tmp_path):

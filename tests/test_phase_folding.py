@@ -130,6 +130,22 @@ def test_phase_folding_refuses_spatial_filters_and_image_statistics(kwargs, reas
         PhaseFoldedOneNet(net, (16, 16))
 
 
+def test_phase_folding_refuses_what_it_would_skip():
+    class Softmaxed(OneNet):
+        def forward(self, x):
+            return torch.softmax(super().forward(x), 1)
+
+    assert "overrides OneNet.forward" in phase_folding_unsupported(Softmaxed(2, 1, 2, channels=(8, 16)).eval())
+    net = OneNet(2, 1, 2, channels=(8, 16)).eval()
+    handle = net.encoder_levels[0].mixing.register_forward_hook(lambda module, args, out: out * 2)
+    assert "hooks" in phase_folding_unsupported(net)
+    handle.remove()
+    handle = net.register_forward_pre_hook(lambda module, args: None)
+    assert "hooks" in phase_folding_unsupported(net)
+    handle.remove()
+    assert phase_folding_unsupported(net) is None
+
+
 def test_phase_folding_refuses_a_replaced_head_and_training_mode():
     net = OneNet(2, 1, 2, channels=(8, 16))
     assert "training mode" in phase_folding_unsupported(net)

@@ -15,6 +15,9 @@ from monai_onenet.networks.nets.phase_folded import PhaseFoldedOneNet, phase_fol
 __all__ = ["export_onnx", "check_onnx", "OUTPUT_NAMES"]
 
 OUTPUT_NAMES = ("logits", "class_logits")
+# Above this, the default export keeps the straightforward graph (the folded one's indices grow with the input:
+# 3.3 MB at 256², 10 MB at 64³, about 660 MB at 256³).
+MAX_FOLDED_INDEX_BYTES = 256 * 2**20
 
 
 def _as_tuple(output: torch.Tensor | tuple) -> tuple:
@@ -36,7 +39,9 @@ def export_onnx(
     OneNet_ed is exported as :class:`~monai_onenet.networks.nets.phase_folded.PhaseFoldedOneNet` computes it: the
     same outputs, without the element-by-element transposes of its pixel-(un)shuffles and spatial convs, which
     made ONNX Runtime 1.2-1.5x slower than eager torch on the paper's OneNet_ed,4. The spatial size is then fixed
-    to the example's (the batch stays dynamic). Other networks are traced as they are.
+    to the example's (the batch stays dynamic), and the graph stores the spatial conv's neighbour indices, which grow
+    with the input (3.3 MB at 256²): above 256 MB the default keeps the straightforward graph. Other networks are
+    traced as they are.
 
     Uses the TorchScript-based exporter: the dynamo exporter in torch 2.13 emits opset 18 for the reflect ``Pad``
     of the paper's spatial conv and cannot convert it down to 17.
@@ -67,6 +72,14 @@ def export_onnx(
     traced = model
     if phase_folded or (phase_folded is None and phase_folding_unsupported(model) is None):
         traced = PhaseFoldedOneNet(model, example.shape[2:])  # type: ignore[arg-type]
+        if phase_folded is None and traced.index_bytes() > MAX_FOLDED_INDEX_BYTES:
+            warnings.warn(
+                f"Exporting the straightforward graph: the phase-folded one would store "
+                f"{traced.index_bytes() / 2**20:.0f} MB of indices for a {list(example.shape[2:])} input "
+                f"(more than {MAX_FOLDED_INDEX_BYTES // 2**20} MB). Pass phase_folded=True to export it anyway.",
+                stacklevel=2,
+            )
+            traced = model
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -79,6 +92,7 @@ def export_onnx(
             output_names=list(names),
             dynamic_axes={"image": {0: "batch"}, **{name: {0: "batch"} for name in names}},
         )
+    model.eval()
     return str(path)
 
 

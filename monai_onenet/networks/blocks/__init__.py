@@ -8,6 +8,7 @@ from monai_onenet.networks.blocks.channel_levels import (
     OneNetDecoderLevel,
     OneNetEncoderLevel,
     cached_weight_bytes,
+    clear_folded_weights,
     conv_after_affine,
     give_adn_orders_their_classes,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "ChannelConv",
     "ChannelConvStack",
     "cached_weight_bytes",
+    "clear_folded_weights",
     "conv_after_affine",
     "give_adn_orders_their_classes",
     "OneNetDecoderLevel",

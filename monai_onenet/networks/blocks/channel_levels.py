@@ -23,6 +23,7 @@ __all__ = [
     "ChannelConv",
     "ChannelConvStack",
     "cached_weight_bytes",
+    "clear_folded_weights",
     "conv_after_affine",
     "OneNetEncoderLevel",
     "OneNetDecoderLevel",
@@ -179,10 +180,20 @@ def cached_weight_bytes(module: nn.Module) -> int:
     """
     total = 0
     for stack in module.modules():
-        for entry in _FOLDED_WEIGHTS.get(stack, {}).values():
+        for entry in list(_FOLDED_WEIGHTS.get(stack, {}).values()):
+            own = {t.data_ptr() for t in entry["sources"]}  # an unfolded weight is the parameter itself
             tensors = [entry["dense"], entry["bias"], *entry["packed"].values()]
-            total += sum(t.numel() * t.element_size() for t in tensors if t is not None)
+            extra = [t for t in tensors if t is not None and (t.is_mkldnn or t.data_ptr() not in own)]
+            total += sum(t.numel() * t.element_size() for t in extra)
     return total
+
+
+def clear_folded_weights(module: nn.Module) -> None:
+    """Drop the folded weights that the :class:`ChannelConvStack` inside ``module`` keep for inference (see
+    :func:`cached_weight_bytes`); the next eval pass folds them again. Needed after in-place edits through
+    ``.data``, which no version counter sees."""
+    for stack in module.modules():
+        _FOLDED_WEIGHTS.pop(stack, None)
 
 
 class ChannelConvStack(SteppedSequential):
@@ -297,11 +308,14 @@ class ChannelConvStack(SteppedSequential):
         """Weight and bias with which :func:`_conv_then_act` runs conv ``index`` on ``x``.
 
         Without autograd they are computed once and kept until a parameter or running statistic they come from
-        changes (new storage, an in-place update, a batch counted by a norm) or the stack is set to train or eval
-        mode; where the fused kernel runs, the weight is kept in oneDNN's layout for the input size, which spares
-        the kernel its reorder on every call. Inference then spends no time folding norms or reordering weights,
-        which took 3-4% of OneNet_ed,4's CPU time (most of it at the deepest levels, where a 1024 x 2048 weight
-        meets a 16 x 16 map). One copy of each conv's weight is kept (:func:`cached_weight_bytes` tells how much).
+        changes (new storage, an in-place update, a batch counted by a norm), the stack is set to train or eval
+        mode or moved (``.to()``), or :func:`clear_folded_weights` is called. In-place edits through ``.data``
+        (``p.data.mul_(...)``, an EMA's ``p.data.copy_(...)``) bypass the version counters that tell: call
+        :func:`clear_folded_weights` after them. Where the fused kernel runs, the weight is kept in oneDNN's layout
+        for the input size, which spares the kernel its reorder on every call. Inference then spends no time
+        folding norms or reordering weights, which took 3-8% of OneNet_ed,4's CPU time (most of it at the deepest
+        levels, where a 1024 x 2048 weight meets a 16 x 16 map). One copy of each conv's weight is kept
+        (:func:`cached_weight_bytes` tells how much).
         Under autograd or a trace they are computed afresh, so gradients reach the parameters and traces record
         the folding; so are they for an ``input_order`` (see :meth:`step_reordered`).
         """
@@ -320,19 +334,23 @@ class ChannelConvStack(SteppedSequential):
             # the sources are kept so that their storage cannot be freed and reused under an equal key
             entry = {"key": key, "sources": sources, "dense": weight, "bias": bias, "packed": {}}
             cache[index] = entry
+        # Entries are replaced whole, never changed in place: threads sharing the model keep the entry they read.
         if x.dim() == 4 and runs_fused_relu(x, self[index].adn._modules.get("A")):
             shape = tuple(x.shape)
-            if shape not in entry["packed"]:
+            packed = entry["packed"].get(shape)
+            if packed is None:
                 conv = self[index].conv
                 dense = entry["dense"] if entry["dense"] is not None else self._folded_weights(index)[0]
                 packed = torch.ops.mkldnn._reorder_convolution_weight(
                     dense, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, shape
                 )
-                entry.update(dense=None, packed={shape: packed})  # one copy, for one input size at a time
-            return entry["packed"][shape], entry["bias"]
-        if entry["dense"] is None:
-            entry.update(dense=self._folded_weights(index)[0], packed={})
-        return entry["dense"], entry["bias"]
+                cache[index] = {**entry, "dense": None, "packed": {shape: packed}}  # one copy, one input size
+            return packed, entry["bias"]
+        dense = entry["dense"]
+        if dense is None:
+            dense = self._folded_weights(index)[0]
+            cache[index] = {**entry, "dense": dense, "packed": {}}
+        return dense, entry["bias"]
 
     @torch.jit.unused
     def _fold_sources(self, index: int) -> List[torch.Tensor]:
@@ -349,6 +367,10 @@ class ChannelConvStack(SteppedSequential):
     def train(self, mode: bool = True) -> ChannelConvStack:
         _FOLDED_WEIGHTS.pop(self, None)  # training changes what they were folded from
         return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        _FOLDED_WEIGHTS.pop(self, None)  # .to(), .double(), .cuda(): the folded copies would only hold memory
+        return super()._apply(fn, *args, **kwargs)
 
     @torch.jit.unused
     def _folded_pre_act_step(

@@ -175,8 +175,10 @@ class FoldedSequenceConv(nn.Module):
         self.pad = conv.pad
         self.phases = _phase_count(channels)
         before, after = sequence_neighbour_sources(spatial_shape, levels, channels, self.pad)
-        self.register_buffer("before", before, persistent=False)
-        self.register_buffer("after", after, persistent=False)
+        # int32 halves the indices an ONNX file stores (they grow with the map: 6.6 MB as int64 at 256²)
+        index_type = torch.int32 if math.prod(spatial_shape) * channels < 2**31 else torch.int64
+        self.register_buffer("before", before.to(index_type), persistent=False)
+        self.register_buffer("after", after.to(index_type), persistent=False)
         # Slot (phase, offset) of the polyphase kernel holds tap `offset - phase` (index k: a zero).
         size = conv.conv.weight.numel()
         offset = torch.arange(self.phases + size - 1)

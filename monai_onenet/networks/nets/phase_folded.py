@@ -34,10 +34,13 @@ def phase_folding_unsupported(net: nn.Module) -> Optional[str]:
     It computes eval-mode OneNet_ed (1D encoder and decoder) with the paper's spatial conv or none, batch norm or
     none, and the 1x1 convolution or sub-pixel head the network built: every other step is per pixel or a
     pixel-(un)shuffle. Spatial filters (the oriented mixing, the U-Net decoder, a replaced head) and norms over the
-    image (instance, group) need the unfolded map.
+    image (instance, group) need the unfolded map; a subclass's own ``forward`` and forward hooks on the modules it
+    runs differently would be skipped.
     """
     if not isinstance(net, OneNet):
         return f"{type(net).__name__} is not a OneNet"
+    if type(net).forward is not OneNet.forward:
+        return f"{type(net).__name__} overrides OneNet.forward"
     levels = list(net.encoder_levels) + list(net.decoder_levels)
     if not all(isinstance(level, (OneNetEncoderLevel, OneNetDecoderLevel)) for level in levels):
         return "its encoder or decoder is not the 1D one (OneNet_ed)"
@@ -52,6 +55,10 @@ def phase_folding_unsupported(net: nn.Module) -> Optional[str]:
     conv = net.head.conv if type(net.head) is SubpixelHead else net.head
     if type(conv) not in (nn.Conv1d, nn.Conv2d, nn.Conv3d) or any(k != 1 for k in conv.kernel_size):
         return "its head is not a 1x1 convolution"
+    bypassed = [net, net.head, conv] + [m for m in net.modules() if isinstance(m, SequenceConv)]
+    hooked = [m for m in bypassed for hooks in (m._forward_hooks, m._forward_pre_hooks) if hooks]
+    if hooked or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return "it has forward hooks that the folded form would skip"
     if net.training:
         return "it is in training mode"
     return None
@@ -124,6 +131,13 @@ class PhaseFoldedOneNet(nn.Module):
         self.encoder_mixing = nn.ModuleList(encoder_mixing)
         self.decoder_mixing = nn.ModuleList(decoder_mixing)
         self.subpixel_head = type(net.head) is SubpixelHead
+        self.eval()  # as net is; a wrapper left in training mode would put net back in it when something restores it
+
+    def index_bytes(self) -> int:
+        """Bytes of the spatial convs' neighbour indices, which an ONNX export stores as constants."""
+        return sum(
+            b.numel() * b.element_size() for name, b in self.named_buffers() if name.endswith(("before", "after"))
+        )
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         net = self.net
