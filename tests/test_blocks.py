@@ -275,15 +275,22 @@ def test_eval_stack_folds_once_and_refolds_when_its_weights_change(monkeypatch):
         assert packs == [(2, 8, 4, 4), (2, 16, 4, 4)]  # once per conv and input size: the same size again reused them
 
 
-def test_eval_stack_keeps_its_folded_weights_out_of_copies_and_inference_mode():
-    import copy
-    import pickle
-
+@pytest.fixture
+def warm_stack():
+    """A trained-looking eval stack and an input, after one inference pass (its folded weights are kept)."""
     torch.manual_seed(0)
     stack = _trained_stack()
     x = torch.randn(1, 8, 8, 8)
     with torch.no_grad():
         stack(x.clone())
+    return stack, x
+
+
+def test_eval_stack_keeps_its_folded_weights_out_of_copies_and_inference_mode(warm_stack):
+    import copy
+    import pickle
+
+    stack, x = warm_stack
     assert set(stack.state_dict()) == set(_trained_stack().state_dict())
     weight_bytes = sum(layer.conv.weight.numel() * 4 for layer in stack)
     assert weight_bytes <= cached_weight_bytes(stack) < 1.5 * weight_bytes  # one folded copy of each conv's weight
@@ -300,12 +307,9 @@ def test_eval_stack_keeps_its_folded_weights_out_of_copies_and_inference_mode():
         assert cached_weight_bytes(fresh) == 0
 
 
-def test_folded_weights_after_data_edits_moves_and_clearing():
-    torch.manual_seed(0)
-    stack = _trained_stack()
-    x = torch.randn(1, 8, 8, 8)
+def test_folded_weights_after_data_edits_moves_and_clearing(warm_stack):
+    stack, x = warm_stack
     with torch.no_grad():
-        stack(x.clone())
         stack[0].conv.weight.data.mul_(0.5)  # .data has a version counter of its own: the cache cannot see this
         clear_folded_weights(stack)
         assert cached_weight_bytes(stack) == 0
