@@ -148,7 +148,6 @@ def conv_after_affine(conv: nn.Module, x: torch.Tensor, scale: torch.Tensor, shi
 # Folded weights of eval-mode stacks, per stack and conv; outside the modules, so that pickling, deep copies and
 # TorchScript never see them.
 _FOLDED_WEIGHTS: weakref.WeakKeyDictionary[nn.Module, Dict[int, Dict[str, Any]]] = weakref.WeakKeyDictionary()
-_CACHE_FOLDED_WEIGHTS = True
 
 
 def _conv_then_act(
@@ -291,15 +290,23 @@ class ChannelConvStack(SteppedSequential):
     @torch.jit.unused
     def _folded_weights(self, index: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Weight and bias of conv ``index`` with the norms it absorbs (see :meth:`step`)."""
-        layer = self[index]
-        conv = layer.conv
-        if not self.norm_after_act:  # its own norm, before the activation
-            scale, shift = _norm_as_affine(layer.adn.N)
+        conv = self[index].conv
+        norm = self._absorbed_norm(index)
+        if norm is None:
+            return conv.weight, conv.bias
+        scale, shift = _norm_as_affine(norm)
+        if not self.norm_after_act:  # its own norm, on its output
             bias = shift if conv.bias is None else conv.bias * scale + shift
             return conv.weight * scale.view([-1] + [1] * (conv.weight.dim() - 1)), bias
-        if index == 0:
-            return conv.weight, conv.bias
-        return _fold_input_affine(conv.weight, conv.bias, *_norm_as_affine(self[index - 1].adn.N))
+        return _fold_input_affine(conv.weight, conv.bias, scale, shift)
+
+    @torch.jit.unused
+    def _absorbed_norm(self, index: int) -> Optional[nn.Module]:
+        """The norm that conv ``index`` absorbs: its own (``"NDA"``), else the previous conv's (``"ADN"``; none for
+        the first)."""
+        if not self.norm_after_act:
+            return self[index].adn.N
+        return self[index - 1].adn.N if index > 0 else None
 
     @torch.jit.unused
     def _weights_for(
@@ -323,7 +330,7 @@ class ChannelConvStack(SteppedSequential):
             weight, bias = self._folded_weights(index)
             return weight.index_select(1, input_order), bias
         sources = self._fold_sources(index)
-        fresh = torch.is_grad_enabled() or torch.jit.is_tracing() or not _CACHE_FOLDED_WEIGHTS
+        fresh = torch.is_grad_enabled() or torch.jit.is_tracing()
         if fresh or any(t.is_inference() for t in sources):  # inference-mode tensors keep no version counter
             return self._folded_weights(index)
         key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in sources)
@@ -355,9 +362,9 @@ class ChannelConvStack(SteppedSequential):
     @torch.jit.unused
     def _fold_sources(self, index: int) -> List[torch.Tensor]:
         """The tensors :meth:`_folded_weights` reads for conv ``index``."""
-        layer = self[index]
-        tensors = [layer.conv.weight, layer.conv.bias]
-        norm = layer.adn.N if not self.norm_after_act else (self[index - 1].adn.N if index > 0 else None)
+        conv = self[index].conv
+        tensors = [conv.weight, conv.bias]
+        norm = self._absorbed_norm(index)
         if norm is not None:
             # batch norm updates its running statistics without bumping their version counters; the batch count
             # it increments beside them does bump

@@ -52,12 +52,10 @@ def phase_folding_unsupported(net: nn.Module) -> Optional[str]:
     norms = [layer.adn._modules.get("N") for stack in stacks for layer in stack]
     if not all(n is None or (isinstance(n, nn.modules.batchnorm._BatchNorm) and n.track_running_stats) for n in norms):
         return "its norms take statistics over the image (only batch norm with running statistics is per pixel)"
-    conv = net.head.conv if type(net.head) is SubpixelHead else net.head
-    if type(conv) not in (nn.Conv1d, nn.Conv2d, nn.Conv3d) or any(k != 1 for k in conv.kernel_size):
-        return "its head is not a 1x1 convolution"
-    bypassed = [net, net.head, conv] + [m for m in net.modules() if isinstance(m, SequenceConv)]
-    hooked = [m for m in bypassed for hooks in (m._forward_hooks, m._forward_pre_hooks) if hooks]
-    if hooked or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+    if not net._head_takes_affine():  # also False under global forward hooks
+        return "its head is not the 1x1 convolution or sub-pixel head it built, or has forward hooks"
+    bypassed = [net] + [m for m in net.modules() if isinstance(m, SequenceConv)]
+    if any(m._forward_hooks or m._forward_pre_hooks for m in bypassed):
         return "it has forward hooks that the folded form would skip"
     if net.training:
         return "it is in training mode"
