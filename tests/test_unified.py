@@ -13,7 +13,7 @@ from PIL import Image
 from monai_onenet.data import holdout
 from monai_onenet.data.folder import image_inputs
 from monai_onenet.data.pet import pet_class_names
-from monai_onenet.engines import PrepareUnifiedBatch
+from monai_onenet.engines import PrepareUnifiedBatch, end_distributed
 from monai_onenet.handlers import SegmentationReport, SegmentationScore
 from monai_onenet.losses import IgnoreValueDiceCELoss, UnifiedLoss
 from monai_onenet.metrics import aggregate_case_metrics, case_metrics
@@ -281,7 +281,7 @@ def _score_on_rank(rank: int, port: int, probs, labels, results) -> None:
         score.update((probs[rank::2], labels[rank::2]))  # each rank sees every other case, as DistributedSampler
         results[rank] = score.compute()
     finally:
-        dist.destroy_process_group()
+        end_distributed()
 
 
 def test_segmentation_score_gathers_every_ranks_cases():

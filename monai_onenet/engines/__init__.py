@@ -1,5 +1,6 @@
-"""What MONAI's engines need for OneNet's unified (segmentation + classification) training."""
+"""What MONAI's engines need for OneNet: unified (segmentation + classification) batches, a clean distributed end."""
 
+from .distributed import end_distributed
 from .prepare_batch import PrepareUnifiedBatch
 
-__all__ = ["PrepareUnifiedBatch"]
+__all__ = ["PrepareUnifiedBatch", "end_distributed"]
