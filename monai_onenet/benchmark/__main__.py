@@ -170,10 +170,11 @@ def _onnxruntime_against_eager(name: str, args: argparse.Namespace, device: str,
         eager.append(measure_request({"what": "latency", "models": [name]}, args, device)[name])
         request = {"what": "latency", "models": [], "onnxruntime": [name]}
         onnx.append(measure_request(request, args, device)[name + ONNXRUNTIME_SUFFIX])
+    onnx_ms, eager_ms = statistics.median(onnx), statistics.median(eager)
     return {
-        "latency_onnxruntime_ms": statistics.median(onnx),
-        "latency_eager_alone_ms": statistics.median(eager),
-        "onnxruntime_ratio_vs_eager": statistics.median(onnx) / statistics.median(eager),
+        "latency_onnxruntime_ms": onnx_ms,
+        "latency_eager_alone_ms": eager_ms,
+        "onnxruntime_ratio_vs_eager": onnx_ms / eager_ms,
     }
 
 

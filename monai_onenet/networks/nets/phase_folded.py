@@ -72,8 +72,8 @@ def _folded_mixing(level: nn.Module, spatial_shape: List[int], levels: int) -> n
 
 
 def _first_step(convs: ChannelConvStack, mixing: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """An encoder level's first conv, reading the mixing's output channels in the order the mixing leaves them
-    (one copy of the map less)."""
+    """A level's first conv, reading the mixing's output channels in the order the mixing leaves them (one copy of
+    the map less)."""
     if isinstance(mixing, FoldedSequenceConv):
         return convs.step_reordered(x, 0, mixing.channel_order(int(x.shape[1])).to(x.device))
     return convs.step(x, 0)
@@ -166,19 +166,15 @@ class PhaseFoldedOneNet(nn.Module):
             x = mixing(x)
             top = position == len(net.decoder_levels) - 1
             last = level.convs.steps - 1
-            first = 0
-            if isinstance(mixing, FoldedSequenceConv):
-                order = mixing.channel_order(int(x.shape[1])).to(x.device)
-                if top and last == 0:  # the head fold below reads the channels in order
-                    x = x.index_select(1, torch.argsort(order))
-                else:
-                    x = level.convs.step_reordered(x, 0, order)
-                    first = 1
-            for index in range(first, last):
+            if not (top and last == 0):
+                x = _first_step(level.convs, mixing, x)
+            elif isinstance(mixing, FoldedSequenceConv):  # the head fold below reads the channels in order
+                x = x.index_select(1, torch.argsort(mixing.channel_order(int(x.shape[1])).to(x.device)))
+            for index in range(1, last):
                 x = level.convs.step(x, index)
             if top:
                 x, head_affine = net._top_step(level.convs, x)
-            elif first <= last:
+            elif last > 0:
                 x = level.convs.step(x, last)
 
         conv = net.head.conv if self.subpixel_head else net.head
