@@ -32,6 +32,20 @@ def test_space_to_channels_matches_monai(spatial_dims, channels, spatial):
     torch.testing.assert_close(channels_to_space(expected, 2), pixelshuffle(expected, spatial_dims, 2), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "channel_slice", "batch_of_two"])
+def test_space_to_channels_2d_takes_any_memory_layout(layout):
+    x = torch.randn(2, 6, 8, 12)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "channel_slice":  # strided inside channels-last storage, as the pixel-edge values are read
+        x = x.contiguous(memory_format=torch.channels_last)[:, 1:4]
+    elif layout == "batch_of_two":
+        x = x[:1].expand(2, -1, -1, -1)
+    out = space_to_channels(x, 2)
+    torch.testing.assert_close(out, pixelunshuffle(x, 2, 2), rtol=0, atol=0)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_space_to_channels_returns_channels_last():
     out = space_to_channels(torch.randn(1, 4, 8, 8), 2)
     assert out.is_contiguous(memory_format=torch.channels_last)

@@ -14,6 +14,7 @@ from monai_onenet.networks.blocks.fused_conv import conv_relu, runs_fused_relu
 from monai_onenet.networks.blocks.pixel_shuffle import channels_to_space, space_to_channels
 from monai_onenet.networks.blocks.spatial_mixing import get_spatial_mixing
 from monai_onenet.networks.blocks.stepped import SteppedSequential
+from monai_onenet.networks.blocks.unshuffled_sequence_conv import fuses_unshuffle, unshuffled_sequence_conv
 
 __all__ = [
     "ADN_ORDERINGS",
@@ -449,8 +450,22 @@ class OneNetEncoderLevel(nn.Module):
     def downsample(self, x: torch.Tensor) -> torch.Tensor:
         return space_to_channels(x, 2)
 
+    @torch.jit.unused
+    def mixes_while_downsampling(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`downsample_and_mix` runs as one step on ``x``: the paper's spatial conv on a 1D / 2D CPU
+        map, as one strided convolution of ``x``
+        (:func:`~monai_onenet.networks.blocks.unshuffled_sequence_conv.unshuffled_sequence_conv`)."""
+        return fuses_unshuffle(self.mixing, x)
+
+    def downsample_and_mix(self, x: torch.Tensor) -> torch.Tensor:
+        """``mixing(downsample(x))``, in one step where :meth:`mixes_while_downsampling`."""
+        if not torch.jit.is_scripting():
+            if self.mixes_while_downsampling(x):
+                return unshuffled_sequence_conv(x, self.mixing)
+        return self.mixing(self.downsample(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.convs(self.mixing(self.downsample(x)))
+        return self.convs(self.downsample_and_mix(x))
 
 
 class OneNetDecoderLevel(nn.Module):

@@ -68,6 +68,13 @@ class UNetEncoderLevel(nn.Module):
     def downsample(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(x)
 
+    @torch.jit.unused
+    def mixes_while_downsampling(self, x: torch.Tensor) -> bool:
+        return False
+
+    def downsample_and_mix(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mixing(self.downsample(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.convs(self.downsample(x))
 

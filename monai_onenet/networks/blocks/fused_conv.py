@@ -1,4 +1,4 @@
-"""Convolution + ReLU as one oneDNN kernel on the CPU, for inference."""
+"""Convolution (+ ReLU) as one oneDNN kernel on the CPU, for inference."""
 
 from __future__ import annotations
 
@@ -7,17 +7,40 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 
-__all__ = ["FUSED_CONV_RELU", "runs_fused_relu", "conv_relu"]
+__all__ = ["FUSED_CONV_RELU", "runs_onednn_conv", "runs_fused_relu", "conv_relu", "onednn_conv"]
 
 FUSED_CONV_RELU = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
-def runs_fused_relu(x: torch.Tensor, act: Optional[nn.Module]) -> bool:
-    """Whether ``act(conv(x))`` can run as :func:`conv_relu`: a ReLU, a float32 CPU input, oneDNN on, and no
-    autograd, trace or autocast (the fused kernel has no backward and traces must record the plain ops)."""
-    fusable = isinstance(act, nn.ReLU) and x.device.type == "cpu" and x.dtype == torch.float32
+def runs_onednn_conv(x: torch.Tensor) -> bool:
+    """Whether :func:`onednn_conv` can take ``x``: a float32 CPU input, oneDNN on, and no autograd, trace or autocast
+    (the kernel has no backward and traces must record the plain ops)."""
+    fusable = x.device.type == "cpu" and x.dtype == torch.float32
     plain_call = torch.is_grad_enabled() or torch.jit.is_tracing() or torch.is_autocast_enabled("cpu")
     return FUSED_CONV_RELU and torch.backends.mkldnn.enabled and fusable and not plain_call
+
+
+def runs_fused_relu(x: torch.Tensor, act: Optional[nn.Module]) -> bool:
+    """Whether ``act(conv(x))`` can run as :func:`conv_relu`: a ReLU and :func:`runs_onednn_conv`."""
+    return isinstance(act, nn.ReLU) and runs_onednn_conv(x)
+
+
+def onednn_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    padding: List[int],
+    stride: List[int],
+    dilation: List[int],
+    groups: int = 1,
+) -> torch.Tensor:
+    """``conv(x, weight, bias)`` through oneDNN whatever its size (``F.conv3d`` sends small 3D inputs to a slower
+    generic kernel, 2-4x slower on the strided one of
+    :func:`~monai_onenet.networks.blocks.unshuffled_sequence_conv.unshuffled_sequence_conv`). Check
+    :func:`runs_onednn_conv` first."""
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, weight, bias, padding, stride, dilation, groups, "none", [None], ""
+    )
 
 
 def conv_relu(

@@ -43,6 +43,14 @@ def space_to_channels(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
         >>> space_to_channels(x).shape
         torch.Size([1, 4, 2, 2])
     """
+    if x.dim() == 4 and factor == 2 and x.device.type == "cpu" and not torch.jit.is_tracing():
+        # Stacking the four offsets' channels-last slices along a new last axis writes each output pixel's channels
+        # in order; on the CPU it ran 2-2.5x faster than torch's channels-last pixel_unshuffle below. (Traces, for
+        # ONNX, record torch's operator, which keeps the batch size free.)
+        batch, channels, height, width = [int(s) for s in x.shape]
+        grid = channels_last_view(x).reshape(batch, height // 2, 2, width // 2, 2, channels)
+        offsets = [grid[:, :, 0, :, 0], grid[:, :, 0, :, 1], grid[:, :, 1, :, 0], grid[:, :, 1, :, 1]]
+        return channels_first_view(torch.stack(offsets, dim=-1).reshape(batch, height // 2, width // 2, 4 * channels))
     if x.dim() == 4:
         # torch's own kernel, which keeps channels-last and runs 2.5x faster than the generic permute below. A
         # one-channel map is channels-first and channels-last at once, and the kernel then returns channels-first.

@@ -119,16 +119,17 @@ class SequenceConv(nn.Module):
         sequence = _flatten(x).reshape(batch, -1)
         length = sequence.shape[1]
         taps = torch.cat([self.conv.weight.reshape(-1), self.conv.weight.new_zeros(1)])
-        kernel = taps[self.tap_index].unsqueeze(-1)
+        kernel = taps[self.tap_index].unsqueeze(-2)
         bias = self.conv.bias
         assert bias is not None
-        # (B, L) -> (B, L/b, 1, b) -> (B, b, L/b, 1): channels-last view, no copy when `sequence` is contiguous.
-        blocks = sequence.reshape(batch, length // self.block, 1, self.block).permute(0, 3, 1, 2)
+        # (B, L) -> (B, 1, L/b, b) -> (B, b, 1, L/b): channels-last view, no copy when `sequence` is contiguous. (The
+        # blocks along the width: oneDNN ran this 15-20% faster than the same blocks along the height.)
+        blocks = sequence.reshape(batch, 1, length // self.block, self.block).permute(0, 3, 1, 2)
         # is_scripting() stays last in these conditions: it drops the branches, which TorchScript cannot compile.
         if fuse_relu and not torch.jit.is_scripting():
-            filtered = conv_relu(blocks, kernel, bias.expand(self.block).contiguous(), [1, 0], [1, 1], [1, 1])
+            filtered = conv_relu(blocks, kernel, bias.expand(self.block).contiguous(), [0, 1], [1, 1], [1, 1])
         else:
-            filtered = F.conv2d(blocks, kernel, bias.expand(self.block), padding=(1, 0))
+            filtered = F.conv2d(blocks, kernel, bias.expand(self.block), padding=(0, 1))
         out = filtered.permute(0, 2, 3, 1).reshape(batch, length)
         edge = 2 * self.pad
         head = F.conv1d(F.pad(sequence[:, None, :edge], [self.pad, self.pad], mode="reflect"), self.conv.weight, bias)

@@ -262,8 +262,14 @@ class OneNet(nn.Module):
         skips: List[torch.Tensor] = []
         x = self.stem(x)
         for level in self.encoder_levels:
-            x = level.downsample(x)
-            x = level.mixing(x)
+            one_step = False
+            if not torch.jit.is_scripting():
+                one_step = level.mixes_while_downsampling(x)
+            if one_step:
+                x = level.downsample_and_mix(x)
+            else:
+                x = level.downsample(x)
+                x = level.mixing(x)
             for index in range(level.convs.steps):
                 x = level.convs.step(x, index)
             skips.append(x)
