@@ -48,13 +48,15 @@ def _tap_index(spatial_dims: int, group: int, kernel_size: int) -> torch.Tensor:
 
 
 def fuses_unshuffle(mixing: nn.Module, x: torch.Tensor) -> bool:
-    """Whether :func:`unshuffled_sequence_conv` computes ``mixing(space_to_channels(x))``: the paper's spatial conv
-    with its fast path on, a 1D or 2D CPU input (3D would need a 4D convolution) whose pixels hold at least two
-    filter reaches of values, no trace (traces keep the authors' form) and no forward hooks it would skip."""
-    if not isinstance(mixing, SequenceConv) or not mixing.fast_path or torch.jit.is_tracing():
+    """Whether an encoder level runs ``mixing(space_to_channels(x))`` as :func:`unshuffled_sequence_conv`: the paper's
+    spatial conv with its fast path on; a 1D or 2D input (3D would need a 4D convolution) whose pixels hold at least
+    two filter reaches of values; inference on the CPU in float32 (oneDNN's kernel; torch's own strided 3D kernel
+    made it slower, and training steps ran slower with it); no trace (traces keep the authors' form) and no forward
+    hooks it would skip."""
+    if not isinstance(mixing, SequenceConv) or not mixing.fast_path or not runs_onednn_conv(x):
         return False
     spatial_dims = x.dim() - 2
-    if spatial_dims not in (1, 2) or x.device.type != "cpu":
+    if spatial_dims not in (1, 2):
         return False
     phases = 2**spatial_dims
     channels = int(x.shape[1])
