@@ -46,6 +46,7 @@ def test_ratios_are_against_unet4_of_the_same_run(quick_result):
     assert base["latency_ratio_vs_unet4"] == 1.0
     ed = rows["onenet_ed_4"]
     assert ed["latency_ratio_vs_unet4"] == pytest.approx(ed["latency_ms"] / base["latency_ms"])
+    assert ed["latency_cold_ratio_vs_unet4"] == pytest.approx(ed["latency_cold_ms"] / base["latency_cold_ms"])
     assert rows["onenet_ed_4_3d"]["latency_ratio_vs_unet4"] is None  # other input: no ratio to the 2D baseline
     assert rows["onenet_ed_4_3d"]["latency_ratio_vs_basicunet_3d"] == pytest.approx(
         rows["onenet_ed_4_3d"]["latency_ms"] / rows["basicunet_3d"]["latency_ms"]
@@ -166,3 +167,18 @@ def test_train_step_trains_every_head_of_a_deep_supervision_model(monkeypatch):
 def test_train_step_command_names_bad_arguments(argv, message):
     with pytest.raises(SystemExit, match=message):
         main(["train_step", *argv])
+
+
+@pytest.mark.parametrize("cold", [False, True])
+def test_latency_rounds_interleave_models_and_time_each_pass_after_its_own(cold):
+    from monai_onenet.benchmark.measure import COLD_SUFFIX, measure_latencies
+
+    calls = []
+    runners = {name: (lambda n=name: calls.append(n)) for name in ("a", "b")}
+    times = measure_latencies(
+        runners, torch.device("cpu"), warmup=1, rounds=3, cold_suffix=COLD_SUFFIX if cold else None
+    )
+    per_round = ["a", "a", "b", "b"] if cold else ["a", "b"]
+    assert calls == ["a", "b"] + per_round * 3
+    assert set(times) == ({"a", "b", "a@cold", "b@cold"} if cold else {"a", "b"})
+    assert all(value >= 0 for value in times.values())

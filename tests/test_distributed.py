@@ -6,7 +6,6 @@ import gc
 import socket
 import weakref
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp

@@ -2,7 +2,10 @@
 
 For every model: exact parameters, FLOPs in the paper's convention and by ``torch.utils.flop_counter``, median
 inference latency, real peak memory for inference and for one training step, and the ratio of latency and memory
-to U-Net_4 measured in the same run. Each model runs in a fresh process with fixed allocator settings.
+to U-Net_4 measured in the same run. Each model runs in a fresh process with fixed allocator settings. Latency is
+timed on a pass that follows one of the same model (as for a model serving a stream of images); "cold" on the pass
+before it, which follows another model's (as in a pipeline that alternates models). Models that share an input
+are timed interleaved, round by round.
 
 ``python -m monai_onenet.benchmark accuracy --help``: the accuracy benchmark (train every model on the same data).
 ``python -m monai_onenet.benchmark sequence_conv``: the paper's spatial conv timed three ways.
@@ -27,6 +30,7 @@ from tqdm import tqdm
 from monai_onenet.benchmark.flops import paper_flops, real_flops
 from monai_onenet.benchmark.measure import (
     ALLOCATOR_ENV,
+    COLD_SUFFIX,
     ONNXRUNTIME_SUFFIX,
     inference_runner,
     measure_latencies,
@@ -99,7 +103,7 @@ def _in_process(request: Dict[str, Any], args: argparse.Namespace, device: str) 
         runners[name + ONNXRUNTIME_SUFFIX] = onnxruntime_runner(
             specs[name].build(), specs[name].input_shape, args.threads
         )
-    return measure_latencies(runners, torch_device, 2, args.repeats)
+    return measure_latencies(runners, torch_device, 2, args.repeats, COLD_SUFFIX if request.get("cold") else None)
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
@@ -141,8 +145,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             rows[spec.name] = row
             progress.update()
         for names in groups.values():
-            for name, latency in measure_request({"what": "latency", "models": names}, args, device).items():
-                rows[name]["latency_ms"] = latency
+            latencies = measure_request({"what": "latency", "models": names, "cold": True}, args, device)
+            for name in names:
+                rows[name]["latency_ms"] = latencies[name]
+                rows[name]["latency_cold_ms"] = latencies[name + COLD_SUFFIX]
             progress.update()
         for name in onnx_rows:
             rows[name].update(_onnxruntime_against_eager(name, args, device, measure_request))
@@ -153,11 +159,15 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     for row in rows.values():
         same_input = row["input"] == baseline["input"]
         row["latency_ratio_vs_unet4"] = row["latency_ms"] / baseline["latency_ms"] if same_input else None
+        row["latency_cold_ratio_vs_unet4"] = (
+            row["latency_cold_ms"] / baseline["latency_cold_ms"] if same_input else None
+        )
         row["infer_mem_ratio_vs_unet4"] = (
             row["peak_infer_mb"] / baseline["peak_infer_mb"] if same_input and baseline["peak_infer_mb"] > 0 else None
         )
         if baseline_3d is not None and row["input"] == baseline_3d["input"]:
             row["latency_ratio_vs_basicunet_3d"] = row["latency_ms"] / baseline_3d["latency_ms"]
+            row["latency_cold_ratio_vs_basicunet_3d"] = row["latency_cold_ms"] / baseline_3d["latency_cold_ms"]
     return {"device": device, "threads": args.threads, "quick": args.quick, "rows": list(rows.values())}
 
 
@@ -198,12 +208,14 @@ def markdown_table(result: Dict[str, Any]) -> str:
         f"device: {result['device']}, threads: {result['threads']}" + (" (quick sizes)" if result["quick"] else ""),
         "",
         "| model | input | params | paper params (M) | GFLOPs, paper convention | paper GFLOPs | GFLOPs, flop_counter "
-        "| latency ms | x U-Net_4 (3D: x BasicUNet) | peak infer MB | x U-Net_4 | peak train MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| latency ms | x U-Net_4 (3D: x BasicUNet) | cold: ms | x U-Net_4 | peak infer MB | x U-Net_4 "
+        "| peak train MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         paper_params, paper_gflops = (None, None) if result["quick"] else TABLE2.get(row["model"], (None, None))
         latency_ratio = row["latency_ratio_vs_unet4"] or row.get("latency_ratio_vs_basicunet_3d")
+        cold_ratio = row["latency_cold_ratio_vs_unet4"] or row.get("latency_cold_ratio_vs_basicunet_3d")
         cells = [
             row["model"],
             "x".join(map(str, row["input"])),
@@ -214,6 +226,8 @@ def markdown_table(result: Dict[str, Any]) -> str:
             _fmt(row["gflops"]),
             _fmt(row["latency_ms"], 1),
             _fmt(latency_ratio),
+            _fmt(row["latency_cold_ms"], 1),
+            _fmt(cold_ratio),
             _fmt(row["peak_infer_mb"], 0),
             _fmt(row["infer_mem_ratio_vs_unet4"]),
             _fmt(row["peak_train_mb"], 0),
@@ -240,6 +254,10 @@ def markdown_table(result: Dict[str, Any]) -> str:
         "Paper convention = 2 x torchinfo mult-adds, top head only; it charges a transposed conv by its output size, "
         "~4x its real work in 2D, so it overstates the U-Net and OneNet_e rows. flop_counter counts executed "
         "convolutions and matmuls (2 per multiply-add) at their true cost.",
+        "",
+        "Latency: median over rounds of a pass timed right after one of the same model (a model serving a stream "
+        "of images). Cold: the pass before it, right after another model's pass (a pipeline that alternates "
+        "models): memory-bound models lose more there than compute-bound ones.",
     ]
     return "\n".join(lines)
 

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -32,6 +32,7 @@ __all__ = [
     "ALLOCATOR_ENV",
     "settle_allocator",
     "ONNXRUNTIME_SUFFIX",
+    "COLD_SUFFIX",
     "inference_runner",
     "measure_latencies",
     "measure_memory",
@@ -44,6 +45,7 @@ __all__ = [
 # glibc's adaptive mmap threshold moves after large frees, so one model's latency moved from 246 to 443 ms between
 # runs. Fixed thresholds keep large blocks on the heap, reused without page faults, and never trimmed mid-run.
 ONNXRUNTIME_SUFFIX = "@onnxruntime"
+COLD_SUFFIX = "@cold"
 ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(64 * 1024**3)}
 
 
@@ -137,19 +139,30 @@ def _timed_ms(fn: Callable[[], None], device: torch.device) -> float:
 
 
 def measure_latencies(
-    runners: Dict[str, Callable[[], None]], device: torch.device, warmup: int = 2, rounds: int = 7
+    runners: Dict[str, Callable[[], None]],
+    device: torch.device,
+    warmup: int = 2,
+    rounds: int = 7,
+    cold_suffix: Optional[str] = None,
 ) -> Dict[str, float]:
     """Median wall time (ms) of each runner, timed in interleaved rounds (A, B, C, A, B, C, ...).
 
     Interleaving makes the ratios between models robust to the machine getting faster or slower during the run
     (other load, frequency changes), which moved single-model figures by up to 30% on a shared 2-core VM.
+
+    With ``cold_suffix``, every runner runs twice in a row in each round (A A B B C C, ...). The second pass, after
+    one of its own as for a model that serves a stream of images, is its latency; the first, right after another
+    model's pass has filled the caches with that model's weights and maps, is reported as ``name + cold_suffix``.
     """
     for fn in runners.values():
         for _ in range(warmup):
             fn()
-    times: Dict[str, List[float]] = {name: [] for name in runners}
+    names = list(runners) + ([name + cold_suffix for name in runners] if cold_suffix is not None else [])
+    times: Dict[str, List[float]] = {name: [] for name in names}
     for _ in range(rounds):
         for name, fn in runners.items():
+            if cold_suffix is not None:
+                times[name + cold_suffix].append(_timed_ms(fn, device))
             times[name].append(_timed_ms(fn, device))
     return {name: statistics.median(values) for name, values in times.items()}
 
@@ -244,7 +257,8 @@ def _worker() -> None:
             runners[name + ONNXRUNTIME_SUFFIX] = onnxruntime_runner(
                 specs[name].build(), specs[name].input_shape, request["threads"]
             )
-        result = measure_latencies(runners, device, request["warmup"], request["repeats"])
+        cold_suffix = COLD_SUFFIX if request.get("cold") else None
+        result = measure_latencies(runners, device, request["warmup"], request["repeats"], cold_suffix)
     else:
         spec = specs[request["model"]]
         result = measure_memory(spec.build(), spec.input_shape, device, request["what"])
