@@ -20,6 +20,7 @@ from monai_onenet.networks.blocks.sequence_conv import SequenceConv, sequence_co
 from monai_onenet.networks.blocks.spatial_mixing import SPATIAL_MIXING, get_spatial_mixing
 from monai_onenet.networks.blocks.stepped import SteppedSequential
 from monai_onenet.networks.blocks.subpixel_head import SubpixelHead
+from monai_onenet.networks.blocks.unshuffled_sequence_conv import fuses_unshuffle, unshuffled_sequence_conv
 
 __all__ = [
     "ChannelConv",
@@ -44,4 +45,6 @@ __all__ = [
     "get_spatial_mixing",
     "SteppedSequential",
     "SubpixelHead",
+    "fuses_unshuffle",
+    "unshuffled_sequence_conv",
 ]

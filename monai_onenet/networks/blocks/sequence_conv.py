@@ -77,7 +77,10 @@ class SequenceConv(nn.Module):
     polyphase form: the sequence is cut into blocks of ``b`` values (``b`` divides the channel count) and the
     9-tap filter becomes a ``b -> b`` convolution of kernel 3 over blocks, on a channels-last view of the input
     (no copy), followed by an exact fix of the ``k // 2`` reflect-padded values at each end. Outputs match
-    :func:`sequence_conv_reference` to float rounding. Set ``fast_path = False`` to run the straightforward form
+    :func:`sequence_conv_reference` to float rounding. In an encoder level's inference it runs together with the
+    pixel-unshuffle before it, as one strided convolution of the level's input
+    (:func:`~monai_onenet.networks.blocks.unshuffled_sequence_conv.unshuffled_sequence_conv`). Set
+    ``fast_path = False`` to run the straightforward form
     (the FLOP counter does, so that it counts the model's arithmetic, not the block form's zero taps). Traces record
     the straightforward form (ONNX Runtime runs its one-channel ``Conv1d`` 3x faster than the block form); the ONNX
     export of OneNet_ed runs it on phase-folded maps instead
