@@ -94,13 +94,15 @@ def test_sequence_conv_inference_runs_its_relu_inside_the_conv(monkeypatch, shap
     x = torch.randn(*shape)
     fused = []
     monkeypatch.setattr(
-        sequence_conv, "conv_relu", lambda *a: fused.append(a) or torch.relu(F.conv2d(a[0], a[1], a[2], padding=a[3]))
+        sequence_conv,
+        "onednn_conv",
+        lambda *a, activation: fused.append(activation) or torch.relu(F.conv2d(a[0], a[1], a[2], padding=a[3])),
     )
     with torch.no_grad():
         out = sp(x)
     expected = torch.relu(sequence_conv_reference(x, sp.conv.weight, sp.conv.bias))
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
-    assert len(fused) == (1 if FUSED_CONV_RELU else 0)
+    assert fused == (["relu"] if FUSED_CONV_RELU else [])
     monkeypatch.undo()
     with torch.no_grad():
         torch.testing.assert_close(sp(x), expected, rtol=0, atol=1e-5)  # the real fused kernel

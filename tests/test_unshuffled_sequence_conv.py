@@ -5,7 +5,6 @@ import torch
 
 from monai_onenet.networks import OneNet
 from monai_onenet.networks.blocks import OneNetEncoderLevel, SequenceConv, sequence_conv_reference, space_to_channels
-from monai_onenet.networks.blocks import unshuffled_sequence_conv as fused_module
 from monai_onenet.networks.blocks.unshuffled_sequence_conv import fuses_unshuffle, unshuffled_sequence_conv
 
 # (batch, channels, spatial, kernel_size): several rows of pixels (the filter wraps from one row's last pixel to
@@ -103,7 +102,7 @@ def test_onenet_runs_its_encoder_through_it_with_the_same_output(monkeypatch, sp
     net = OneNet(spatial_dims, 3, 2, channels=(4, 8, 16, 32)).eval()
     x = torch.randn(*shape)
     calls = []
-    original = fused_module.unshuffled_sequence_conv
+    original = unshuffled_sequence_conv
     monkeypatch.setattr(
         "monai_onenet.networks.blocks.channel_levels.unshuffled_sequence_conv",
         lambda *args: calls.append(args[0].shape) or original(*args),

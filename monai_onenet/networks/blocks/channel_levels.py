@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from monai.networks.blocks import ADN, Convolution
 
-from monai_onenet.networks.blocks.fused_conv import conv_relu, runs_fused_relu
+from monai_onenet.networks.blocks.fused_conv import onednn_conv, runs_fused_relu
 from monai_onenet.networks.blocks.pixel_shuffle import channels_to_space, space_to_channels
 from monai_onenet.networks.blocks.spatial_mixing import get_spatial_mixing
 from monai_onenet.networks.blocks.stepped import SteppedSequential
@@ -161,7 +161,8 @@ def _conv_then_act(
     (see :meth:`ChannelConvStack._weights_for`). Anything else runs unfused.
     """
     if runs_fused_relu(x, act):
-        return conv_relu(x, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        padding, stride, dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
+        return onednn_conv(x, weight, bias, padding, stride, dilation, conv.groups, activation="relu")
     x = conv._conv_forward(x, weight, bias)
     return x if act is None else act(x)
 

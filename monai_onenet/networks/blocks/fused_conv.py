@@ -7,7 +7,7 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 
-__all__ = ["FUSED_CONV_RELU", "runs_onednn_conv", "runs_fused_relu", "conv_relu", "onednn_conv"]
+__all__ = ["FUSED_CONV_RELU", "runs_onednn_conv", "runs_fused_relu", "onednn_conv"]
 
 FUSED_CONV_RELU = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
@@ -21,7 +21,7 @@ def runs_onednn_conv(x: torch.Tensor) -> bool:
 
 
 def runs_fused_relu(x: torch.Tensor, act: Optional[nn.Module]) -> bool:
-    """Whether ``act(conv(x))`` can run as :func:`conv_relu`: a ReLU and :func:`runs_onednn_conv`."""
+    """Whether ``act(conv(x))`` can run as :func:`onednn_conv` with its ReLU: a ReLU and :func:`runs_onednn_conv`."""
     return isinstance(act, nn.ReLU) and runs_onednn_conv(x)
 
 
@@ -33,38 +33,24 @@ def onednn_conv(
     stride: List[int],
     dilation: List[int],
     groups: int = 1,
+    activation: str = "none",
 ) -> torch.Tensor:
-    """``conv(x, weight, bias)`` through oneDNN whatever its size (``F.conv3d`` sends small 3D inputs to a slower
-    generic kernel, 2-4x slower on the strided one of
-    :func:`~monai_onenet.networks.blocks.unshuffled_sequence_conv.unshuffled_sequence_conv`). Check
-    :func:`runs_onednn_conv` first."""
-    return torch.ops.mkldnn._convolution_pointwise(
-        x, weight, bias, padding, stride, dilation, groups, "none", [None], ""
-    )
-
-
-def conv_relu(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    padding: List[int],
-    stride: List[int],
-    dilation: List[int],
-    groups: int = 1,
-) -> torch.Tensor:
-    """``relu(conv(x, weight, bias))`` in one pass over the output (the kernel ``torch.compile`` emits for conv +
-    ReLU on the CPU). ``weight`` may be dense or already in oneDNN's layout
-    (``torch.ops.mkldnn._reorder_convolution_weight``). Check :func:`runs_fused_relu` first.
+    """``conv(x, weight, bias)``, with ``activation="relu"`` ``relu(conv(...))`` in one pass over the output (the
+    kernel ``torch.compile`` emits for conv + ReLU on the CPU), through oneDNN whatever the input's size
+    (``F.conv3d`` sends small 3D inputs to a generic kernel, 2-4x slower on the strided convolution of
+    :func:`~monai_onenet.networks.blocks.unshuffled_sequence_conv.unshuffled_sequence_conv`). ``weight`` may be
+    dense or already in oneDNN's layout (``torch.ops.mkldnn._reorder_convolution_weight``). Check
+    :func:`runs_onednn_conv` (:func:`runs_fused_relu` for the ReLU) first.
 
     Example::
 
         >>> x = torch.randn(1, 4, 8, 8)
         >>> weight, bias = torch.randn(6, 4, 1, 1), torch.randn(6)
         >>> with torch.no_grad():
-        ...     fused = conv_relu(x, weight, bias, [0, 0], [1, 1], [1, 1])
+        ...     fused = onednn_conv(x, weight, bias, [0, 0], [1, 1], [1, 1], activation="relu")
         >>> bool(torch.allclose(fused, torch.relu(torch.nn.functional.conv2d(x, weight, bias)), atol=1e-5))
         True
     """
     return torch.ops.mkldnn._convolution_pointwise(
-        x, weight, bias, padding, stride, dilation, groups, "relu", [None], ""
+        x, weight, bias, padding, stride, dilation, groups, activation, [None], ""
     )

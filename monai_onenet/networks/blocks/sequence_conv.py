@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer
 
-from monai_onenet.networks.blocks.fused_conv import conv_relu, runs_fused_relu
+from monai_onenet.networks.blocks.fused_conv import onednn_conv, runs_fused_relu
 from monai_onenet.networks.blocks.layout import channels_first_view, channels_last_view
 
 __all__ = ["SequenceConv", "sequence_conv_reference", "sequence_conv_shifted_add"]
@@ -130,7 +130,8 @@ class SequenceConv(nn.Module):
         blocks = sequence.reshape(batch, 1, length // self.block, self.block).permute(0, 3, 1, 2)
         # is_scripting() stays last in these conditions: it drops the branches, which TorchScript cannot compile.
         if fuse_relu and not torch.jit.is_scripting():
-            filtered = conv_relu(blocks, kernel, bias.expand(self.block).contiguous(), [0, 1], [1, 1], [1, 1])
+            relu_bias = bias.expand(self.block).contiguous()
+            filtered = onednn_conv(blocks, kernel, relu_bias, [0, 1], [1, 1], [1, 1], activation="relu")
         else:
             filtered = F.conv2d(blocks, kernel, bias.expand(self.block), padding=(0, 1))
         out = filtered.permute(0, 2, 3, 1).reshape(batch, length)
