@@ -15,9 +15,9 @@ FUSED_CONV_RELU = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkl
 def runs_onednn_conv(x: torch.Tensor) -> bool:
     """Whether :func:`onednn_conv` can take ``x``: a float32 CPU input, oneDNN on, and no autograd, trace or autocast
     (the kernel has no backward and traces must record the plain ops)."""
-    fusable = x.device.type == "cpu" and x.dtype == torch.float32
+    float_cpu = x.device.type == "cpu" and x.dtype == torch.float32
     plain_call = torch.is_grad_enabled() or torch.jit.is_tracing() or torch.is_autocast_enabled("cpu")
-    return FUSED_CONV_RELU and torch.backends.mkldnn.enabled and fusable and not plain_call
+    return FUSED_CONV_RELU and torch.backends.mkldnn.enabled and float_cpu and not plain_call
 
 
 def runs_fused_relu(x: torch.Tensor, act: Optional[nn.Module]) -> bool:

@@ -262,6 +262,8 @@ class OneNet(nn.Module):
         skips: List[torch.Tensor] = []
         x = self.stem(x)
         for level in self.encoder_levels:
+            # One step where unshuffle and spatial conv run as one convolution (it reads the input to the end);
+            # else two statements, the second of which no longer holds the level's input.
             one_step = False
             if not torch.jit.is_scripting():
                 one_step = level.mixes_while_downsampling(x)
