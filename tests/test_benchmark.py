@@ -182,3 +182,14 @@ def test_latency_rounds_interleave_models_and_time_each_pass_after_its_own(cold)
     assert calls == ["a", "b"] + per_round * 3
     assert set(times) == ({"a", "b", "a@cold", "b@cold"} if cold else {"a", "b"})
     assert all(value >= 0 for value in times.values())
+
+
+def test_a_model_alone_in_its_input_group_gets_no_cold_latency():
+    # U-Net_4 and the 3D baseline, each alone: the first pass of a round would follow its own, not another model's
+    rows = {
+        row["model"]: row for row in main(["--quick", "--in-process", "--models", "unet_4", "--threads", "1"])["rows"]
+    }
+    assert set(rows) == {"unet_4", "basicunet_3d"}
+    for row in rows.values():
+        assert row["latency_ms"] > 0
+        assert row["latency_cold_ms"] is None and row["latency_cold_ratio_vs_unet4"] is None

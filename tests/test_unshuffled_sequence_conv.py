@@ -63,6 +63,17 @@ def test_gradients_equal_the_faithful_conv(batch, channels, spatial, kernel_size
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+def test_gradients_after_a_first_call_in_inference_mode():
+    mixing = SequenceConv(4 * 5, kernel_size=7)  # a size no other test uses: its index tables are built here
+    x = torch.randn(2, 5, 6, 6)
+    with torch.inference_mode():
+        expected = _faithful(x, mixing)
+        torch.testing.assert_close(unshuffled_sequence_conv(x, mixing), expected, rtol=0, atol=1e-5)
+    x.requires_grad_()
+    unshuffled_sequence_conv(x, mixing).sum().backward()
+    assert x.grad is not None and mixing.conv.weight.grad is not None
+
+
 def _hooked(mixing: SequenceConv) -> SequenceConv:
     mixing.register_forward_hook(lambda module, args, out: None)
     return mixing

@@ -33,7 +33,7 @@ def _tap_index(spatial_dims: int, group: int, kernel_size: int) -> torch.Tensor:
     is channel ``in`` of the block ``shift - 1`` blocks away, read at that block offset."""
     phases = 2**spatial_dims
     pad = kernel_size // 2
-    index = torch.full([group * phases, group] + [2] * spatial_dims + [3], kernel_size, dtype=torch.long)
+    slots = {}
     for out_channel in range(group):
         for out_phase in range(phases):
             for shift in (-1, 0, 1):
@@ -42,8 +42,11 @@ def _tap_index(spatial_dims: int, group: int, kernel_size: int) -> torch.Tensor:
                         offset = ((group * shift + in_channel) * phases + in_phase) - (out_channel * phases + out_phase)
                         if -pad <= offset <= pad:
                             digits = [(in_phase >> (spatial_dims - 1 - i)) & 1 for i in range(spatial_dims)]
-                            slot = [out_channel * phases + out_phase, in_channel] + digits + [shift + 1]
-                            index[tuple(slot)] = offset + pad
+                            slots[(out_channel * phases + out_phase, in_channel, *digits, shift + 1)] = offset + pad
+    with torch.inference_mode(False):  # a cached inference tensor could not be saved for a later backward
+        index = torch.full([group * phases, group] + [2] * spatial_dims + [3], kernel_size, dtype=torch.long)
+        for slot, tap in slots.items():
+            index[slot] = tap
     return index
 
 
@@ -82,9 +85,10 @@ def _reach_index(kernel_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Which tap links value ``i`` of the ``k // 2`` values beyond a pixel's sequence to its output ``u`` among the
     first (``before``) and the last (``after``) ``k // 2`` outputs (``kernel_size``: none)."""
     pad = kernel_size // 2
-    value, output = torch.meshgrid(torch.arange(pad), torch.arange(pad), indexing="ij")
-    before = torch.where(value >= output, value - output, kernel_size)  # value i sits at i - pad
-    after = torch.where(value <= output, value - output + 2 * pad, kernel_size)  # at (length) + i
+    with torch.inference_mode(False):  # cached, as in _tap_index
+        value, output = torch.meshgrid(torch.arange(pad), torch.arange(pad), indexing="ij")
+        before = torch.where(value >= output, value - output, kernel_size)  # value i sits at i - pad
+        after = torch.where(value <= output, value - output + 2 * pad, kernel_size)  # at (length) + i
     return before, after
 
 
