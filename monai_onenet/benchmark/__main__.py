@@ -163,13 +163,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     baseline_3d = rows.get(BASELINE_3D)
     for row in rows.values():
         same_input = row["input"] == baseline["input"]
-        row["latency_ratio_vs_unet4"] = row["latency_ms"] / baseline["latency_ms"] if same_input else None
+        row["latency_ratio_vs_unet4"] = _ratio(row["latency_ms"], baseline["latency_ms"], same_input)
         row["latency_cold_ratio_vs_unet4"] = _ratio(row["latency_cold_ms"], baseline["latency_cold_ms"], same_input)
         row["infer_mem_ratio_vs_unet4"] = (
             row["peak_infer_mb"] / baseline["peak_infer_mb"] if same_input and baseline["peak_infer_mb"] > 0 else None
         )
         if baseline_3d is not None and row["input"] == baseline_3d["input"]:
-            row["latency_ratio_vs_basicunet_3d"] = row["latency_ms"] / baseline_3d["latency_ms"]
+            row["latency_ratio_vs_basicunet_3d"] = _ratio(row["latency_ms"], baseline_3d["latency_ms"])
             row["latency_cold_ratio_vs_basicunet_3d"] = _ratio(row["latency_cold_ms"], baseline_3d["latency_cold_ms"])
     return {"device": device, "threads": args.threads, "quick": args.quick, "rows": list(rows.values())}
 

@@ -17,15 +17,6 @@ from monai_onenet.networks.blocks.sequence_conv import SequenceConv
 __all__ = ["fuses_unshuffle", "unshuffled_sequence_conv"]
 
 
-def _channel_group(channels: int, phases: int, pad: int) -> int:
-    """Channels ``g`` per block of the sequence (``g * phases`` values, at least ``pad``, 8 preferred: it ran
-    fastest); 0 if no block size fits ``channels``."""
-    for block in (8, 16, 4, 32):
-        if block >= pad and block % phases == 0 and channels % (block // phases) == 0:
-            return block // phases
-    return 0
-
-
 @functools.cache
 def _tap_index(spatial_dims: int, group: int, kernel_size: int) -> torch.Tensor:
     """Which filter tap each slot ``(out, in, *block offset, shift)`` of the strided kernel holds (``kernel_size``
@@ -62,8 +53,9 @@ def fuses_unshuffle(mixing: nn.Module, x: torch.Tensor) -> bool:
     if spatial_dims not in (1, 2):
         return False
     phases = 2**spatial_dims
-    channels = int(x.shape[1])
-    if _channel_group(channels, phases, mixing.pad) == 0 or channels * phases < 2 * mixing.pad:
+    length = int(x.shape[1]) * phases  # of each unshuffled pixel's sequence
+    # the conv's own block size (at least its reach) must cut each pixel's sequence into whole blocks of channels
+    if mixing.block == 0 or mixing.block % phases != 0 or length % mixing.block != 0 or length < 2 * mixing.pad:
         return False
     hooked = [m for m in (mixing, mixing.conv, mixing.act) if m._forward_hooks or m._forward_pre_hooks]
     global_hooks = nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks
@@ -92,15 +84,15 @@ def _reach_index(kernel_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
     return before, after
 
 
-def _add_reach_beyond_pixels(sequence: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> None:
+def _add_reach_beyond_pixels(sequence: torch.Tensor, x: torch.Tensor, taps_and_zero: torch.Tensor) -> None:
     """Add to ``sequence`` (``(B, pixels, C 2^d)``, the strided conv's output before its activation, zero-padded at
     each pixel's ends) what the filter reads beyond each pixel's own values: the ``k // 2`` values before it (the
     previous pixel's last ones; reflected ones for the map's first pixel) and after it (the next pixel's first; the
     map's last pixel reflects). Each is a ``(k//2) x (k//2)`` product per pixel, on values from the few edge channels:
-    the scratch stays a small fraction of the output."""
-    pad = weight.shape[-1] // 2
-    taps_and_zero = torch.cat([weight.reshape(-1), weight.new_zeros(1)])
-    before_index, after_index = _reach_index(int(weight.shape[-1]))
+    the scratch stays a small fraction of the output. ``taps_and_zero``: the filter's ``k`` taps, then a zero."""
+    kernel_size = int(taps_and_zero.shape[0]) - 1
+    pad = kernel_size // 2
+    before_index, after_index = _reach_index(kernel_size)
     length = int(sequence.shape[2])
 
     def pixel_sequence(block: slice) -> torch.Tensor:  # one corner pixel's sequence, (B, 1, length)
@@ -111,10 +103,10 @@ def _add_reach_beyond_pixels(sequence: torch.Tensor, x: torch.Tensor, weight: to
     reflected_before = pixel_sequence(slice(0, 2))[..., 1 : pad + 1].flip(-1)
     reflected_after = pixel_sequence(slice(-2, None))[..., length - 1 - pad : length - 1].flip(-1)
 
-    reach = taps_and_zero[before_index.to(weight.device)]
+    reach = taps_and_zero[before_index.to(taps_and_zero.device)]
     sequence[:, 1:, :pad] += _edge_values(x, pad, last=True)[:, :-1] @ reach
     sequence[:, :1, :pad] += reflected_before @ reach
-    reach = taps_and_zero[after_index.to(weight.device)]
+    reach = taps_and_zero[after_index.to(taps_and_zero.device)]
     sequence[:, :-1, length - pad :] += _edge_values(x, pad, last=False)[:, 1:] @ reach
     sequence[:, -1:, length - pad :] += reflected_after @ reach
 
@@ -154,7 +146,7 @@ def unshuffled_sequence_conv(x: torch.Tensor, mixing: SequenceConv) -> torch.Ten
     channels = int(x.shape[1])
     reduced: List[int] = [int(s) // 2 for s in x.shape[2:]]
     pad = mixing.pad
-    group = _channel_group(channels, phases, pad)
+    group = mixing.block // phases  # channels per block of the sequence
     weight = mixing.conv.weight
     bias = mixing.conv.bias
     assert bias is not None
@@ -176,5 +168,5 @@ def unshuffled_sequence_conv(x: torch.Tensor, mixing: SequenceConv) -> torch.Ten
     # (B, g 2^d, *S / 2, C / g) -> the unshuffled pixels' sequences (B, pixels, C 2^d); a view of a channels-last out.
     sequence = out.movedim(1, -1).reshape(batch, -1, channels * phases)
     if pad > 0:
-        _add_reach_beyond_pixels(sequence, x, weight)
+        _add_reach_beyond_pixels(sequence, x, taps_and_zero)
     return mixing.act(channels_first_view(sequence.reshape([batch] + reduced + [channels * phases])))
