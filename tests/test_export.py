@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from monai_onenet.networks import OneNet, check_onnx, export_onnx
+from monai_onenet.networks.blocks import ChannelConvStack
 
 pytest.importorskip("onnxruntime")
 
@@ -45,9 +46,13 @@ def test_check_onnx_detects_a_different_model(tmp_path):
 
 
 def _op_types(path) -> set:
+    return set(_op_list(path))
+
+
+def _op_list(path) -> list:
     import onnx
 
-    return {node.op_type for node in onnx.load(str(path)).graph.node}
+    return [node.op_type for node in onnx.load(str(path)).graph.node]
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"full_resolution": False}, {"spatial_mixing": "none"}])
@@ -57,8 +62,15 @@ def test_onenet_ed_exports_phase_folded(tmp_path, kwargs):
     example = torch.randn(1, 1, 32, 32)
     path = export_onnx(net, example, tmp_path / "net.onnx")
     assert not net.training  # the folded wrapper must not hand its training mode back to the network
-    # no element-by-element layout changes left: pixel-(un)shuffles are block copies, no reflect padding
-    assert not {"DepthToSpace", "SpaceToDepth", "Pad", "ScatterND"} & _op_types(path)
+    # no element-by-element layout changes left: pixel-(un)shuffles are reshapes, no reflect padding; the input's
+    # fold and the logits' unfold are the only transposes
+    ops = _op_list(path)
+    assert not {"DepthToSpace", "SpaceToDepth", "Pad", "ScatterND"} & set(ops)
+    assert ops.count("Transpose") == 2
+    # each chain's closing norm is one BatchNormalization (ONNX Runtime runs it inside its blocked layout, where a
+    # Mul and an Add took a copy out of it), but the top one, folded into the head
+    chains = sum(isinstance(module, ChannelConvStack) and module.steps > 0 for module in net.modules())
+    assert ops.count("BatchNormalization") == chains - 1
     assert check_onnx(net, path, torch.randn(3, 1, 32, 32), atol=1e-4) <= 1e-4
 
 

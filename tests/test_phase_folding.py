@@ -39,15 +39,18 @@ def test_folded_pixel_unshuffle_and_shuffle_are_monais(spatial, levels):
     spatial_dims = len(spatial)
     x = torch.randn(2, 3, *spatial)
     folded = fold_phases(x, levels)
-    assert folded.shape == (2 * 2 ** (spatial_dims * levels), 3, *[s // 2**levels for s in spatial])
+    reduced = [s // 2**levels for s in spatial]
+    assert folded.shape == (2, 3, 2 ** (spatial_dims * levels) * reduced[0], *reduced[1:])
     torch.testing.assert_close(unfold_phases(folded, levels), x, rtol=0, atol=0)
     if levels > 0:
-        unshuffled = phase_unshuffle(folded)
+        unshuffled = phase_unshuffle(folded, levels)
+        assert unshuffled.data_ptr() == folded.data_ptr()  # a view: reshapes, no copy
+        assert phase_shuffle(unshuffled, levels - 1).data_ptr() == folded.data_ptr()
         torch.testing.assert_close(
             unfold_phases(unshuffled, levels - 1), pixelunshuffle(x, spatial_dims, 2), rtol=0, atol=0
         )
         torch.testing.assert_close(
-            unfold_phases(phase_shuffle(unshuffled), levels),
+            unfold_phases(phase_shuffle(unshuffled, levels - 1), levels),
             pixelshuffle(pixelunshuffle(x, spatial_dims, 2), spatial_dims, 2),
             rtol=0,
             atol=0,
@@ -67,17 +70,33 @@ def test_folded_sequence_conv_is_the_authors_conv(spatial, levels, channels, ker
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("spatial, levels", FOLD_CASES)
+@pytest.mark.parametrize("skip_channels, channels", [(8, 16), (5, 6), (16, 8), (3, 16), (16, 2)])
+def test_folded_sequence_conv_filters_a_skip_and_its_input_as_one(spatial, levels, skip_channels, channels):
+    # thin parts (3 or 2 channels, under the reach of 4 plus one) are put together first; the others are read apart
+    torch.manual_seed(0)
+    conv = SequenceConv(skip_channels + channels, 9)
+    skip, x = torch.randn(2, skip_channels, *spatial), torch.randn(2, channels, *spatial)
+    expected = torch.relu(sequence_conv_reference(torch.cat([skip, x], 1), conv.conv.weight, conv.conv.bias))
+    folded = FoldedSequenceConv(conv, spatial, levels, skip_channels + channels, skip_channels=skip_channels)
+    assert folded.edge_width == (5 if min(skip_channels, channels) > 4 else 0)
+    out = unfold_phases(folded(fold_phases(x, levels), fold_phases(skip, levels)), levels)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="built for a skip of"):
+        folded(fold_phases(x, levels))
+
+
 def test_neighbour_sources_reflect_at_the_two_ends():
     # one pixel row of 2 channels, unfolded: sequence a0 a1 b0 b1 c0 c1, reach 3
     before, after = sequence_neighbour_sources((3,), 0, 2, 3)
     # storage of one item: channel-major, (channel, pixel) -> channel * 3 + pixel
     a0, a1, b0, b1, c0, c1 = 0, 3, 1, 4, 2, 5
-    assert before[0, :, 0].tolist() == [b1, b0, a1]  # positions -3, -2, -1 reflect to 3, 2, 1
-    assert before[0, :, 1].tolist() == [a1, a0, a1]  # position -1 reflects to 1
-    assert before[0, :, 2].tolist() == [a1, b0, b1]
-    assert after[0, :, 0].tolist() == [b0, b1, c0]
-    assert after[0, :, 1].tolist() == [c0, c1, c0]  # position 6 reflects to 4
-    assert after[0, :, 2].tolist() == [c0, b1, b0]  # positions 6, 7, 8 reflect to 4, 3, 2
+    assert before[:, 0].tolist() == [b1, b0, a1]  # positions -3, -2, -1 reflect to 3, 2, 1
+    assert before[:, 1].tolist() == [a1, a0, a1]  # position -1 reflects to 1
+    assert before[:, 2].tolist() == [a1, b0, b1]
+    assert after[:, 0].tolist() == [b0, b1, c0]
+    assert after[:, 1].tolist() == [c0, c1, c0]  # position 6 reflects to 4
+    assert after[:, 2].tolist() == [c0, b1, b0]  # positions 6, 7, 8 reflect to 4, 3, 2
 
 
 def test_neighbour_sources_refuse_a_map_shorter_than_the_reach():

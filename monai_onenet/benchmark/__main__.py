@@ -45,8 +45,8 @@ BASELINE = "unet_4"
 BASELINE_3D = "basicunet_3d"
 ONNX_ROW = "onenet_ed_4"
 # ONNX Runtime against eager torch: each in processes of its own, alternated (ORT's spinning worker threads slowed
-# eager torch by 10-30% when both ran in one process).
-ONNX_ALTERNATIONS = 3
+# eager torch by 10-30% when both ran in one process); 5 times, as single processes here ranged over 100-200 ms.
+ONNX_ALTERNATIONS = 5
 
 
 def _parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from monai.networks.blocks import ADN, Convolution
 
 from monai_onenet.networks.blocks.fused_conv import onednn_conv, runs_fused_relu
@@ -400,7 +401,10 @@ class ChannelConvStack(SteppedSequential):
             return x
         scale, shift = _norm_as_affine(layer.adn.N)
         view = [1, -1] + [1] * (x.dim() - 2)
-        if torch.is_grad_enabled() or torch.jit.is_tracing():
+        if torch.jit.is_tracing():
+            unit = torch.ones_like(scale)
+            return F.batch_norm(x, unit - 1, unit, scale, shift, False, 0.0, 0.0)
+        if torch.is_grad_enabled():
             return torch.addcmul(shift.view(view), x, scale.view(view))
         return torch.addcmul(shift.view(view), x, scale.view(view), out=x)  # one pass, in place
 

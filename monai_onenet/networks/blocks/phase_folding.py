@@ -1,18 +1,21 @@
-"""Phase-folded feature maps: the layout in which OneNet's pixel-(un)shuffles become block copies.
+"""Phase-folded feature maps: the layout in which OneNet's pixel-(un)shuffles are reshapes.
 
-A map of spatial size ``s0 * 2^r`` is stored *phase-folded* as ``2^(d r)`` maps of size ``s0`` stacked on the batch
-axis, ``(B * 2^(d r), C, *s0)``: the map of phase ``(q_1, ..., q_r)`` holds the pixels whose ``r`` lowest bits of
-each coordinate are those digits (``q_1`` the coarsest, ``q_r`` the finest; each ``q_s`` numbers the ``2^d``
-offsets of a block in row-major order, as pixel-unshuffle does). Pixel-unshuffle then moves the finest digit from
-the batch axis to the channel axis and pixel-shuffle moves it back: each is a copy of contiguous blocks of
-``prod(s0)`` values, where on ordinary maps both are element-by-element gathers (the slowest operators of OneNet in
-ONNX Runtime). Channel-wise operations (1x1 convolutions, norms, activations) run on folded maps unchanged.
+A map of spatial size ``s0 * 2^r`` is stored *phase-folded* as its ``P = 2^(d r)`` sub-maps of size ``s0`` stacked
+along the first spatial axis, ``(B, C, P * s0_1, s0_2, ..., s0_d)``. Sub-map ``p`` holds the pixels whose ``r``
+lowest bits of each coordinate are the digits of ``p``, the finest bit most significant: ``p = q_0 * 2^(d (r - 1))
++ q_1 * 2^(d (r - 2)) + ...``, where ``q_j`` numbers the ``2^d`` values of bit ``j`` over the dimensions in
+row-major order, as pixel-unshuffle numbers the offsets of a block. Pixel-unshuffle then takes the most significant
+digit from the sub-map index into the channel index (channel ``c * 2^d + q_0``) and pixel-shuffle gives it back:
+both are reshapes, where on ordinary maps both are element-by-element copies (the slowest operators of OneNet in
+ONNX Runtime). Channel-wise operations (1x1 convolutions, norms, activations) run on folded maps unchanged, and each
+batch item stays one image whose channels are its outermost axis, so the paper's spatial conv reads every pixel's
+channel sequence as a column of it. Only the input is folded and the output unfolded, once each.
 """
 
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -30,69 +33,75 @@ __all__ = [
 
 def _digit_axes(spatial_dims: int, levels: int) -> Tuple[List[int], List[int]]:
     """Axes of ``(B, C, s0_1, 2, ..., 2, s0_2, 2, ...)`` (``levels`` twos per dimension, coarsest bit first):
-    the phase digits in folded order (digit by digit, each over the dimensions) and the ``s0`` axes."""
+    the phase digits in folded order (finest bit first, each over the dimensions) and the ``s0`` axes."""
     bases = [2 + i * (levels + 1) for i in range(spatial_dims)]
-    digits = [base + s for s in range(1, levels + 1) for base in bases]
+    digits = [base + bit for bit in range(levels, 0, -1) for base in bases]
     return digits, bases
 
 
+def _sub_map_shape(x: torch.Tensor, levels: int) -> List[int]:
+    """``s0`` of a map folded ``levels`` times."""
+    phases = 2 ** ((x.dim() - 2) * levels)
+    return [int(x.shape[2]) // phases] + [int(s) for s in x.shape[3:]]
+
+
 def fold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """``(B, C, *S)`` -> ``(B * 2^(d levels), C, *S / 2^levels)``, phase-folded ``levels`` times.
+    """``(B, C, *S)`` -> ``(B, C, 2^(d levels) * S_1 / 2^levels, S_2 / 2^levels, ...)``, phase-folded ``levels``
+    times.
 
     Example::
 
-        >>> fold_phases(torch.arange(16).view(1, 1, 4, 4), 1)[:, 0]
-        tensor([[[ 0,  2],
-                 [ 8, 10]],
-        <BLANKLINE>
-                [[ 1,  3],
-                 [ 9, 11]],
-        <BLANKLINE>
-                [[ 4,  6],
-                 [12, 14]],
-        <BLANKLINE>
-                [[ 5,  7],
-                 [13, 15]]])
+        >>> fold_phases(torch.arange(16).view(1, 1, 4, 4), 1)[0, 0]
+        tensor([[ 0,  2],
+                [ 8, 10],
+                [ 1,  3],
+                [ 9, 11],
+                [ 4,  6],
+                [12, 14],
+                [ 5,  7],
+                [13, 15]])
     """
     spatial_dims = x.dim() - 2
     factor = 2**levels
     reduced = [int(s) // factor for s in x.shape[2:]]
-    split: List[int] = [-1, int(x.shape[1])]
+    channels = int(x.shape[1])
+    split: List[int] = [-1, channels]
     for size in reduced:
         split += [size] + [2] * levels
     digits, bases = _digit_axes(spatial_dims, levels)
-    return x.reshape(split).permute([0] + digits + [1] + bases).reshape([-1, int(x.shape[1])] + reduced)
+    folded = x.reshape(split).permute([0, 1] + digits + bases)
+    return folded.reshape([-1, channels, 2 ** (spatial_dims * levels) * reduced[0]] + reduced[1:])
 
 
 def unfold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """The inverse of :func:`fold_phases`: ``(B * 2^(d levels), C, *s0)`` -> ``(B, C, *s0 * 2^levels)``."""
+    """The inverse of :func:`fold_phases`: ``(B, C, P * s0_1, s0_2, ...)`` -> ``(B, C, *s0 * 2^levels)``."""
     spatial_dims = x.dim() - 2
-    reduced = [int(s) for s in x.shape[2:]]
+    reduced = _sub_map_shape(x, levels)
     channels = int(x.shape[1])
     digits, bases = _digit_axes(spatial_dims, levels)
-    folded_order = [0] + digits + [1] + bases
+    folded_order = [0, 1] + digits + bases
     inverse = [folded_order.index(axis) for axis in range(len(folded_order))]
-    unfolded = x.reshape([-1] + [2] * (spatial_dims * levels) + [channels] + reduced).permute(inverse)
+    unfolded = x.reshape([-1, channels] + [2] * (spatial_dims * levels) + reduced).permute(inverse)
     return unfolded.reshape([-1, channels] + [size * 2**levels for size in reduced])
 
 
-def phase_unshuffle(x: torch.Tensor) -> torch.Tensor:
-    """Pixel-unshuffle by 2 of a phase-folded map: ``(B * P, C, *s0)`` -> ``(B * P / 2^d, C * 2^d, *s0)``, in
-    :func:`monai.networks.utils.pixelunshuffle`'s channel order (channel ``c * 2^d + offset``)."""
+def phase_unshuffle(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Pixel-unshuffle by 2 of a map phase-folded ``levels`` times (``levels >= 1``; the result is folded once
+    less), in :func:`monai.networks.utils.pixelunshuffle`'s channel order (channel ``c * 2^d + offset``): a reshape.
+    """
     block = 2 ** (x.dim() - 2)
-    channels = int(x.shape[1])
-    reduced = [int(s) for s in x.shape[2:]]
-    moved = x.reshape(-1, block, channels, math.prod(reduced)).permute(0, 2, 1, 3)
-    return moved.reshape([-1, channels * block] + reduced)
+    reduced = _sub_map_shape(x, levels)
+    phases = 2 ** ((x.dim() - 2) * (levels - 1))
+    return x.reshape([-1, int(x.shape[1]) * block, phases * reduced[0]] + reduced[1:])
 
 
-def phase_shuffle(x: torch.Tensor) -> torch.Tensor:
-    """Pixel-shuffle by 2 of a phase-folded map, the inverse of :func:`phase_unshuffle`."""
+def phase_shuffle(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Pixel-shuffle by 2 of a map phase-folded ``levels`` times (the result is folded once more), the inverse of
+    :func:`phase_unshuffle`: a reshape."""
     block = 2 ** (x.dim() - 2)
-    channels = int(x.shape[1]) // block
-    reduced = [int(s) for s in x.shape[2:]]
-    moved = x.reshape(-1, channels, block, math.prod(reduced)).permute(0, 2, 1, 3)
-    return moved.reshape([-1, channels] + reduced)
+    reduced = _sub_map_shape(x, levels)
+    phases = 2 ** ((x.dim() - 2) * (levels + 1))
+    return x.reshape([-1, int(x.shape[1]) // block, phases * reduced[0]] + reduced[1:])
 
 
 def sequence_neighbour_sources(
@@ -111,35 +120,25 @@ def sequence_neighbour_sources(
         pad: the conv's reach on each side (``kernel_size // 2``).
 
     Returns:
-        ``(before, after)``, each ``(2^(d levels), pad, *s0)``: flat indices into one batch item of the folded map
-        ``(2^(d levels), channels, *s0)`` of the values sequence positions ``p * channels - pad + j`` and
+        ``(before, after)``, each ``(pad, pixels)``: flat indices into one batch item of the folded map (``channels``
+        planes of ``pixels`` values) of the values sequence positions ``p * channels - pad + j`` and
         ``(p + 1) * channels + j`` hold, for the pixel ``p`` at each folded position.
     """
-    spatial_dims = len(spatial_shape)
     pixels = math.prod(spatial_shape)
     length = pixels * channels
     if length <= pad:
         raise ValueError(f"A map of {length} values is too short for a reflect padding of {pad}.")
     pixel_at = fold_phases(torch.arange(pixels).reshape([1, 1] + list(spatial_shape)), levels).reshape(-1)
-    block = pixel_at.numel() // 2 ** (spatial_dims * levels)
-    position = torch.arange(pixel_at.numel())
-    start = torch.empty_like(position)
-    start[pixel_at] = (position // block) * channels * block + position % block
+    stored_at = torch.empty_like(pixel_at)
+    stored_at[pixel_at] = torch.arange(pixels)
 
     def source(index: torch.Tensor) -> torch.Tensor:
         index = torch.where(index < 0, -index, index)
         index = torch.where(index > length - 1, 2 * (length - 1) - index, index)
-        return start[index // channels] + (index % channels) * block
+        return stored_at[index // channels] + (index % channels) * pixels
 
-    offsets = torch.arange(pad)
-    before = source(pixel_at[:, None] * channels - pad + offsets)
-    after = source((pixel_at[:, None] + 1) * channels + offsets)
-    shape = [-1, block, pad]
-    folded_shape = [-1, pad] + [int(s) // 2**levels for s in spatial_shape]
-    return (
-        before.reshape(shape).permute(0, 2, 1).reshape(folded_shape),
-        after.reshape(shape).permute(0, 2, 1).reshape(folded_shape),
-    )
+    offsets = torch.arange(pad)[:, None]
+    return source(pixel_at * channels - pad + offsets), source((pixel_at + 1) * channels + offsets)
 
 
 def _phase_count(channels: int) -> int:
@@ -157,24 +156,40 @@ class FoldedSequenceConv(nn.Module):
     channels; ONNX Runtime runs it as one small matrix product per pixel block instead of a one-channel filter over
     millions of values). The result is the faithful conv, reflect padding included, to float rounding.
 
+    A decoder level filters its skip and its upsampled input put one after the other: called with ``skip``, it
+    filters ``cat([skip, x])`` without making that copy of the map, gathering the neighbouring values from the
+    ``pad + 1`` first channels of ``skip`` and the ``pad + 1`` last of ``x``, the only ones they come from.
+
     Args:
         conv: the :class:`~monai_onenet.networks.blocks.SequenceConv` to compute; its weights are used, not copied.
         spatial_shape: spatial size of the unfolded map it sees.
         levels: how many times that map is phase-folded.
-        channels: channels of that map.
+        channels: channels of that map (the skip's and ``x``'s together).
         polyphase_order: leave the output channels in the order the polyphase conv makes them (see
             :meth:`channel_order`) instead of the map's.
+        skip_channels: channels of the skip it will be called with; 0 (default) for none.
     """
 
     def __init__(
-        self, conv: nn.Module, spatial_shape: Sequence[int], levels: int, channels: int, polyphase_order: bool = False
+        self,
+        conv: nn.Module,
+        spatial_shape: Sequence[int],
+        levels: int,
+        channels: int,
+        polyphase_order: bool = False,
+        skip_channels: int = 0,
     ):
         super().__init__()
         self.sequence_conv = conv
         self.polyphase_order = polyphase_order
         self.pad = conv.pad
         self.phases = _phase_count(channels)
+        self.skip_channels = skip_channels
+        # With the parts too thin for the edges to lie in one each, they are put together first.
+        self.edge_width = self.pad + 1 if min(skip_channels, channels - skip_channels) > self.pad else 0
         before, after = sequence_neighbour_sources(spatial_shape, levels, channels, self.pad)
+        if self.edge_width > 0:
+            before, after = self._in_edges(before, channels), self._in_edges(after, channels)
         # int32 halves the indices an ONNX file stores (they grow with the map: 6.6 MB as int64 at 256²)
         index_type = torch.int32 if math.prod(spatial_shape) * channels < 2**31 else torch.int64
         self.register_buffer("before", before.to(index_type), persistent=False)
@@ -185,26 +200,44 @@ class FoldedSequenceConv(nn.Module):
         tap = offset[None, :] - torch.arange(self.phases)[:, None]
         self.register_buffer("tap_index", torch.where((tap >= 0) & (tap < size), tap, size), persistent=False)
 
+    def _in_edges(self, index: torch.Tensor, channels: int) -> torch.Tensor:
+        """Indices into the map -> indices into its ``edge_width`` first and ``edge_width`` last channels."""
+        pixels = int(index.shape[1])
+        channel, pixel = index // pixels, index % pixels
+        tail = channel >= channels - self.edge_width
+        if not bool(((channel < self.edge_width) | tail).all()):
+            raise AssertionError("the spatial conv reaches beyond the edge channels of each pixel")
+        return torch.where(tail, channel - channels + 2 * self.edge_width, channel) * pixels + pixel
+
     def polyphase_kernel(self) -> torch.Tensor:
         """``(m, 1, 1, m + k - 1, 1)``: output phase ``r`` applies the ``k`` taps from offset ``r``."""
         taps = self.sequence_conv.conv.weight.reshape(-1)
         kernel = torch.cat([taps, taps.new_zeros(1)])[self.tap_index]
         return kernel.reshape(self.phases, 1, 1, int(self.tap_index.shape[1]), 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        channels = int(x.shape[1])
-        reduced = [int(s) for s in x.shape[2:]]
-        items = x.reshape(-1, self.before.numel() // self.pad * channels)
-        before = items[:, self.before].reshape([-1, self.pad] + reduced)
-        after = items[:, self.after].reshape([-1, self.pad] + reduced)
-        # Batch 1, the folded maps along a depth axis of kernel 1: ONNX Runtime convolves batch items one by one.
-        sequence = torch.cat([before, x, after], dim=1).reshape(1, 1, -1, channels + 2 * self.pad, math.prod(reduced))
+    def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if (skip is None) != (self.skip_channels == 0):
+            raise ValueError(f"FoldedSequenceConv was built for a skip of {self.skip_channels} channels.")
+        parts = [x] if skip is None else [skip, x]
+        if skip is not None and self.edge_width == 0:
+            parts = [torch.cat(parts, dim=1)]
+        source = parts[0] if len(parts) == 1 else torch.cat([skip[:, : self.edge_width], x[:, -self.edge_width :]], 1)
+        channels = sum(int(part.shape[1]) for part in parts)
+        pixels = int(self.before.shape[1])
+        items = source.reshape(-1, int(source.shape[1]) * pixels)
+        before = items[:, self.before.reshape(-1)].reshape(-1, 1, self.pad, pixels)
+        after = items[:, self.after.reshape(-1)].reshape(-1, 1, self.pad, pixels)
+        # Each item one image, its channel sequences as columns: output row i of phase r is sequence position
+        # i * m + r, so the output is the map in polyphase channel order as it lies. A 3D conv (over a unit axis)
+        # because ONNX Runtime would run a 2D one in its blocked layout, then copy it back (3 ms at the top level).
+        columns = [part.reshape(-1, 1, int(part.shape[1]), pixels) for part in parts]
+        sequence = torch.cat([before] + columns + [after], dim=2).unsqueeze(2)
         bias = self.sequence_conv.conv.bias
         out = F.conv3d(sequence, self.polyphase_kernel(), bias.expand(self.phases), stride=(1, self.phases, 1))
-        out = self.sequence_conv.act(out)  # (1, m, B', channels / m, ...)
+        out = self.sequence_conv.act(out)  # (B, m, 1, channels / m, pixels)
         if not self.polyphase_order:
-            return out.permute(2, 3, 1, 0, 4).reshape([-1, channels] + reduced)
-        return out.permute(2, 1, 3, 0, 4).reshape([-1, channels] + reduced)
+            out = out.transpose(1, 3)
+        return out.reshape([-1, channels] + [int(s) for s in x.shape[2:]])
 
     def channel_order(self, channels: int) -> torch.Tensor:
         """With ``polyphase_order``, the channel of the conv's output that each output channel holds: phase by

@@ -62,12 +62,12 @@ def phase_folding_unsupported(net: nn.Module) -> Optional[str]:
     return None
 
 
-def _folded_mixing(level: nn.Module, spatial_shape: List[int], levels: int) -> nn.Module:
+def _folded_mixing(level: nn.Module, spatial_shape: List[int], levels: int, skip_channels: int = 0) -> nn.Module:
     """A level's spatial mixing for its map folded ``levels`` times (the paper's conv needs to know where each
     pixel's neighbours lie; no mixing stays none)."""
     if isinstance(level.mixing, SequenceConv):
         channels = level.convs[0].conv.in_channels
-        return FoldedSequenceConv(level.mixing, spatial_shape, levels, channels, polyphase_order=True)
+        return FoldedSequenceConv(level.mixing, spatial_shape, levels, channels, True, skip_channels)
     return nn.Identity()
 
 
@@ -84,7 +84,7 @@ class PhaseFoldedOneNet(nn.Module):
     :mod:`~monai_onenet.networks.blocks.phase_folding`); it computes the same outputs to float rounding.
 
     The input is folded down to the deepest level's size once, the network runs on the folded maps (its
-    pixel-(un)shuffles become block copies, the paper's spatial conv a gather of each pixel's neighbouring values
+    pixel-(un)shuffles become reshapes, the paper's spatial conv a gather of each pixel's neighbouring values
     and one strided convolution) and the logits are unfolded once at the end. On ordinary maps the
     pixel-(un)shuffles and the spatial conv's layout changes are element-by-element transposes, which ONNX Runtime
     runs several times slower than torch's own kernels; this is the form :func:`~monai_onenet.networks.export_onnx`
@@ -122,10 +122,13 @@ class PhaseFoldedOneNet(nn.Module):
         for index, level in enumerate(net.encoder_levels):
             shape = [s // 2 for s in shape]
             encoder_mixing.append(_folded_mixing(level, shape, self.levels - index - 1))
+        # The decoder's skips: each encoder level's output but the deepest, deepest first.
+        skip_widths = [level.convs[level.convs.steps - 1].conv.out_channels for level in net.encoder_levels][-2::-1]
         decoder_mixing = []
         for index, level in enumerate(net.decoder_levels):
             shape = [s * 2 for s in shape]
-            decoder_mixing.append(_folded_mixing(level, shape, index + 1))
+            skip = skip_widths[index] if index < len(skip_widths) else 0
+            decoder_mixing.append(_folded_mixing(level, shape, index + 1, skip))
         self.encoder_mixing = nn.ModuleList(encoder_mixing)
         self.decoder_mixing = nn.ModuleList(decoder_mixing)
         self.subpixel_head = type(net.head) is SubpixelHead
@@ -149,10 +152,12 @@ class PhaseFoldedOneNet(nn.Module):
                 )
         if net.input_normalization:
             x = (x - 0.45) / 0.225
-        x = net.stem(fold_phases(x, self.levels))
+        folds = self.levels
+        x = net.stem(fold_phases(x, folds))
         skips: List[torch.Tensor] = []
         for level, mixing in zip(net.encoder_levels, self.encoder_mixing):
-            x = _first_step(level.convs, mixing, mixing(phase_unshuffle(x)))
+            x = _first_step(level.convs, mixing, mixing(phase_unshuffle(x, folds)))
+            folds -= 1
             for index in range(1, level.convs.steps):
                 x = level.convs.step(x, index)
             skips.append(x)
@@ -162,8 +167,10 @@ class PhaseFoldedOneNet(nn.Module):
         x = net.bottleneck(x)
         head_affine: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         for position, (level, mixing) in enumerate(zip(net.decoder_levels, self.decoder_mixing)):
-            x = level.concat(phase_shuffle(x), skips.pop() if len(skips) > 0 else None)
-            x = mixing(x)
+            x, skip = phase_shuffle(x, folds), skips.pop() if len(skips) > 0 else None
+            folds += 1
+            # the paper's conv reads the skip and x where they lie; no mixing needs them put together
+            x = mixing(x, skip) if isinstance(mixing, FoldedSequenceConv) else level.concat(x, skip)
             top = position == len(net.decoder_levels) - 1
             last = level.convs.steps - 1
             if not (top and last == 0):
@@ -180,6 +187,7 @@ class PhaseFoldedOneNet(nn.Module):
         conv = net.head.conv if self.subpixel_head else net.head
         x = conv(x) if head_affine is None else conv_after_affine(conv, x, *head_affine)
         if self.subpixel_head:
-            x = phase_shuffle(x)
-        logits = unfold_phases(x, self.levels)
+            x = phase_shuffle(x, folds)
+            folds += 1
+        logits = unfold_phases(x, folds)
         return logits if class_logits is None else (logits, class_logits)
