@@ -112,6 +112,9 @@ BAD_ARGS = [
     ({"adn_ordering": "DAN"}, r"adn_ordering must be one of \('ADN', 'NDA'\)"),
     ({"decoder": "conv", "full_resolution": False}, "full_resolution=False needs the 1D encoder and decoder"),
     ({"level_convs": 0}, "level_convs must be >= 1"),
+    ({"channels": (8, 16), "full_resolution": False}, "full_resolution=False needs at least two levels"),
+    ({"mixing_kernel_size": 1}, "odd kernel_size of at least 3"),
+    ({"mixing_kernel_size": 4}, "odd kernel_size of at least 3"),
 ]
 
 

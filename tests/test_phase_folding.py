@@ -43,14 +43,14 @@ def test_folded_pixel_unshuffle_and_shuffle_are_monais(spatial, levels):
     assert folded.shape == (2, 3, 2 ** (spatial_dims * levels) * reduced[0], *reduced[1:])
     torch.testing.assert_close(unfold_phases(folded, levels), x, rtol=0, atol=0)
     if levels > 0:
-        unshuffled = phase_unshuffle(folded, levels)
+        unshuffled = phase_unshuffle(folded)
         assert unshuffled.data_ptr() == folded.data_ptr()  # a view: reshapes, no copy
-        assert phase_shuffle(unshuffled, levels - 1).data_ptr() == folded.data_ptr()
+        assert phase_shuffle(unshuffled).data_ptr() == folded.data_ptr()
         torch.testing.assert_close(
             unfold_phases(unshuffled, levels - 1), pixelunshuffle(x, spatial_dims, 2), rtol=0, atol=0
         )
         torch.testing.assert_close(
-            unfold_phases(phase_shuffle(unshuffled, levels - 1), levels),
+            unfold_phases(phase_shuffle(unshuffled), levels),
             pixelshuffle(pixelunshuffle(x, spatial_dims, 2), spatial_dims, 2),
             rtol=0,
             atol=0,
@@ -84,6 +84,9 @@ def test_folded_sequence_conv_filters_a_skip_and_its_input_as_one(spatial, level
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="built for a skip of"):
         folded(fold_phases(x, levels))
+    if skip_channels != channels:
+        with pytest.raises(ValueError, match="built for a skip of"):
+            folded(fold_phases(skip, levels), fold_phases(x, levels))  # the parts swapped
 
 
 def test_neighbour_sources_reflect_at_the_two_ends():
@@ -115,6 +118,7 @@ NETWORK_CASES = [
     (2, (32, 32), {"input_normalization": True, "mixing_kernel_size": 5}),
     (2, (32, 32), {"norm": None, "level_convs": 1}),  # no norms to fold: channels put back in order
     (2, (32, 32), {"level_convs": 1, "full_resolution": False}),
+    (2, (32, 32), {"mixing_kernel_size": 33}),  # a reach of 16: the decoder puts its 16-channel parts together
 ]
 
 

@@ -204,9 +204,10 @@ class ChannelConvStack(SteppedSequential):
     In eval mode with batch norm, every norm is folded into a 1x1 convolution, which is exact because a 1x1
     convolution is linear per pixel. A norm after the activation (``"ADN"``, the paper's order) folds into the
     next convolution (``W diag(s)``, ``b + W t``) and the last one runs as a multiply-add, in place when no
-    gradient is needed and no trace is taken; a norm before it (``"NDA"``) folds into its own convolution
-    (``diag(s) W``, ``s b + t``). This removes half of the full-resolution passes over memory that eval-mode
-    OneNet makes. Training and TorchScript run the layers as they are, and so does eval with ``fast_path = False``.
+    gradient is needed (traces record it as a batch norm of zero mean and unit variance); a norm before it
+    (``"NDA"``) folds into its own convolution (``diag(s) W``, ``s b + t``). This removes half of the
+    full-resolution passes over memory that eval-mode OneNet makes. Training and TorchScript run the layers as they
+    are, and so does eval with ``fast_path = False``.
 
     Args:
         spatial_dims: number of spatial dimensions.
@@ -401,9 +402,9 @@ class ChannelConvStack(SteppedSequential):
             return x
         scale, shift = _norm_as_affine(layer.adn.N)
         view = [1, -1] + [1] * (x.dim() - 2)
-        if torch.jit.is_tracing():
-            unit = torch.ones_like(scale)
-            return F.batch_norm(x, unit - 1, unit, scale, shift, False, 0.0, 0.0)
+        if torch.jit.is_tracing():  # an ONNX BatchNormalization, which ONNX Runtime runs in its blocked layout
+            mean, var = torch.zeros_like(scale), torch.ones_like(scale)
+            return F.batch_norm(x, mean, var, scale, shift, training=False, momentum=0.0, eps=0.0)
         if torch.is_grad_enabled():
             return torch.addcmul(shift.view(view), x, scale.view(view))
         return torch.addcmul(shift.view(view), x, scale.view(view), out=x)  # one pass, in place

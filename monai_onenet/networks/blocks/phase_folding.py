@@ -39,12 +39,6 @@ def _digit_axes(spatial_dims: int, levels: int) -> Tuple[List[int], List[int]]:
     return digits, bases
 
 
-def _sub_map_shape(x: torch.Tensor, levels: int) -> List[int]:
-    """``s0`` of a map folded ``levels`` times."""
-    phases = 2 ** ((x.dim() - 2) * levels)
-    return [int(x.shape[2]) // phases] + [int(s) for s in x.shape[3:]]
-
-
 def fold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
     """``(B, C, *S)`` -> ``(B, C, 2^(d levels) * S_1 / 2^levels, S_2 / 2^levels, ...)``, phase-folded ``levels``
     times.
@@ -76,7 +70,7 @@ def fold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
 def unfold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
     """The inverse of :func:`fold_phases`: ``(B, C, P * s0_1, s0_2, ...)`` -> ``(B, C, *s0 * 2^levels)``."""
     spatial_dims = x.dim() - 2
-    reduced = _sub_map_shape(x, levels)
+    reduced = [int(x.shape[2]) // 2 ** (spatial_dims * levels)] + [int(s) for s in x.shape[3:]]
     channels = int(x.shape[1])
     digits, bases = _digit_axes(spatial_dims, levels)
     folded_order = [0, 1] + digits + bases
@@ -85,23 +79,19 @@ def unfold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
     return unfolded.reshape([-1, channels] + [size * 2**levels for size in reduced])
 
 
-def phase_unshuffle(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """Pixel-unshuffle by 2 of a map phase-folded ``levels`` times (``levels >= 1``; the result is folded once
-    less), in :func:`monai.networks.utils.pixelunshuffle`'s channel order (channel ``c * 2^d + offset``): a reshape.
-    """
+def phase_unshuffle(x: torch.Tensor) -> torch.Tensor:
+    """Pixel-unshuffle by 2 of a phase-folded map (folded at least once; the result is folded once less), in
+    :func:`monai.networks.utils.pixelunshuffle`'s channel order (channel ``c * 2^d + offset``): a reshape, since the
+    digit it moves is the most significant of the sub-map number."""
     block = 2 ** (x.dim() - 2)
-    reduced = _sub_map_shape(x, levels)
-    phases = 2 ** ((x.dim() - 2) * (levels - 1))
-    return x.reshape([-1, int(x.shape[1]) * block, phases * reduced[0]] + reduced[1:])
+    return x.reshape([-1, int(x.shape[1]) * block, int(x.shape[2]) // block] + [int(s) for s in x.shape[3:]])
 
 
-def phase_shuffle(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """Pixel-shuffle by 2 of a map phase-folded ``levels`` times (the result is folded once more), the inverse of
+def phase_shuffle(x: torch.Tensor) -> torch.Tensor:
+    """Pixel-shuffle by 2 of a phase-folded map (the result is folded once more), the inverse of
     :func:`phase_unshuffle`: a reshape."""
     block = 2 ** (x.dim() - 2)
-    reduced = _sub_map_shape(x, levels)
-    phases = 2 ** ((x.dim() - 2) * (levels + 1))
-    return x.reshape([-1, int(x.shape[1]) // block, phases * reduced[0]] + reduced[1:])
+    return x.reshape([-1, int(x.shape[1]) // block, int(x.shape[2]) * block] + [int(s) for s in x.shape[3:]])
 
 
 def sequence_neighbour_sources(
@@ -184,6 +174,7 @@ class FoldedSequenceConv(nn.Module):
         self.polyphase_order = polyphase_order
         self.pad = conv.pad
         self.phases = _phase_count(channels)
+        self.channels = channels
         self.skip_channels = skip_channels
         # With the parts too thin for the edges to lie in one each, they are put together first.
         self.edge_width = self.pad + 1 if min(skip_channels, channels - skip_channels) > self.pad else 0
@@ -205,8 +196,7 @@ class FoldedSequenceConv(nn.Module):
         pixels = int(index.shape[1])
         channel, pixel = index // pixels, index % pixels
         tail = channel >= channels - self.edge_width
-        if not bool(((channel < self.edge_width) | tail).all()):
-            raise AssertionError("the spatial conv reaches beyond the edge channels of each pixel")
+        assert bool(((channel < self.edge_width) | tail).all()), "the filter reaches beyond the edge channels"
         return torch.where(tail, channel - channels + 2 * self.edge_width, channel) * pixels + pixel
 
     def polyphase_kernel(self) -> torch.Tensor:
@@ -216,8 +206,12 @@ class FoldedSequenceConv(nn.Module):
         return kernel.reshape(self.phases, 1, 1, int(self.tap_index.shape[1]), 1)
 
     def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if (skip is None) != (self.skip_channels == 0):
-            raise ValueError(f"FoldedSequenceConv was built for a skip of {self.skip_channels} channels.")
+        given = (0 if skip is None else int(skip.shape[1]), int(x.shape[1]))
+        if given != (self.skip_channels, self.channels - self.skip_channels):
+            raise ValueError(
+                f"FoldedSequenceConv was built for a skip of {self.skip_channels} channels and an input of "
+                f"{self.channels - self.skip_channels}, got {given[0]} and {given[1]}."
+            )
         parts = [x] if skip is None else [skip, x]
         if skip is not None and self.edge_width == 0:
             parts = [torch.cat(parts, dim=1)]

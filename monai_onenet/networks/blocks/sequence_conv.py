@@ -100,8 +100,8 @@ class SequenceConv(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int = 9, act: str | tuple | None = ("relu", {"inplace": True})):
         super().__init__()
-        if kernel_size % 2 != 1:
-            raise ValueError(f"SequenceConv needs an odd kernel_size, got {kernel_size}.")
+        if kernel_size % 2 != 1 or kernel_size < 3:
+            raise ValueError(f"SequenceConv needs an odd kernel_size of at least 3, got {kernel_size}.")
         self.conv = nn.Conv1d(1, 1, kernel_size)
         self.pad = kernel_size // 2
         self.block = _block_size(channels, self.pad)

@@ -124,6 +124,11 @@ class OneNet(nn.Module):
         _check_arguments(spatial_dims, in_channels, out_channels, channels, encoder, decoder, spatial_mixing)
         if not full_resolution and (encoder, decoder) != ("1d", "1d"):
             raise ValueError("full_resolution=False needs the 1D encoder and decoder (OneNet_ed).")
+        if not full_resolution and len(channels) < 3:
+            raise ValueError(
+                f"full_resolution=False needs at least two levels (its top level is the sub-pixel head), got "
+                f"channels={tuple(channels)}."
+            )
         widths = [int(c) for c in channels]
         depth = len(widths) - 1
         block = 2**spatial_dims

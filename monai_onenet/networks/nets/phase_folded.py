@@ -152,12 +152,10 @@ class PhaseFoldedOneNet(nn.Module):
                 )
         if net.input_normalization:
             x = (x - 0.45) / 0.225
-        folds = self.levels
-        x = net.stem(fold_phases(x, folds))
+        x = net.stem(fold_phases(x, self.levels))
         skips: List[torch.Tensor] = []
         for level, mixing in zip(net.encoder_levels, self.encoder_mixing):
-            x = _first_step(level.convs, mixing, mixing(phase_unshuffle(x, folds)))
-            folds -= 1
+            x = _first_step(level.convs, mixing, mixing(phase_unshuffle(x)))
             for index in range(1, level.convs.steps):
                 x = level.convs.step(x, index)
             skips.append(x)
@@ -167,8 +165,7 @@ class PhaseFoldedOneNet(nn.Module):
         x = net.bottleneck(x)
         head_affine: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         for position, (level, mixing) in enumerate(zip(net.decoder_levels, self.decoder_mixing)):
-            x, skip = phase_shuffle(x, folds), skips.pop() if len(skips) > 0 else None
-            folds += 1
+            x, skip = phase_shuffle(x), skips.pop() if len(skips) > 0 else None
             # the paper's conv reads the skip and x where they lie; no mixing needs them put together
             x = mixing(x, skip) if isinstance(mixing, FoldedSequenceConv) else level.concat(x, skip)
             top = position == len(net.decoder_levels) - 1
@@ -187,7 +184,6 @@ class PhaseFoldedOneNet(nn.Module):
         conv = net.head.conv if self.subpixel_head else net.head
         x = conv(x) if head_affine is None else conv_after_affine(conv, x, *head_affine)
         if self.subpixel_head:
-            x = phase_shuffle(x, folds)
-            folds += 1
-        logits = unfold_phases(x, folds)
+            x = phase_shuffle(x)
+        logits = unfold_phases(x, self.levels)
         return logits if class_logits is None else (logits, class_logits)
