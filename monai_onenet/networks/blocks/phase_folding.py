@@ -180,7 +180,7 @@ class FoldedSequenceConv(nn.Module):
         self.edge_width = self.pad + 1 if min(skip_channels, channels - skip_channels) > self.pad else 0
         before, after = sequence_neighbour_sources(spatial_shape, levels, channels, self.pad)
         if self.edge_width > 0:
-            before, after = self._in_edges(before, channels), self._in_edges(after, channels)
+            before, after = self._in_edges(before), self._in_edges(after)
         # int32 halves the indices an ONNX file stores (they grow with the map: 6.6 MB as int64 at 256²)
         index_type = torch.int32 if math.prod(spatial_shape) * channels < 2**31 else torch.int64
         self.register_buffer("before", before.to(index_type), persistent=False)
@@ -191,13 +191,13 @@ class FoldedSequenceConv(nn.Module):
         tap = offset[None, :] - torch.arange(self.phases)[:, None]
         self.register_buffer("tap_index", torch.where((tap >= 0) & (tap < size), tap, size), persistent=False)
 
-    def _in_edges(self, index: torch.Tensor, channels: int) -> torch.Tensor:
+    def _in_edges(self, index: torch.Tensor) -> torch.Tensor:
         """Indices into the map -> indices into its ``edge_width`` first and ``edge_width`` last channels."""
         pixels = int(index.shape[1])
         channel, pixel = index // pixels, index % pixels
-        tail = channel >= channels - self.edge_width
+        tail = channel >= self.channels - self.edge_width
         assert bool(((channel < self.edge_width) | tail).all()), "the filter reaches beyond the edge channels"
-        return torch.where(tail, channel - channels + 2 * self.edge_width, channel) * pixels + pixel
+        return torch.where(tail, channel - self.channels + 2 * self.edge_width, channel) * pixels + pixel
 
     def polyphase_kernel(self) -> torch.Tensor:
         """``(m, 1, 1, m + k - 1, 1)``: output phase ``r`` applies the ``k`` taps from offset ``r``."""
@@ -216,7 +216,6 @@ class FoldedSequenceConv(nn.Module):
         if skip is not None and self.edge_width == 0:
             parts = [torch.cat(parts, dim=1)]
         source = parts[0] if len(parts) == 1 else torch.cat([skip[:, : self.edge_width], x[:, -self.edge_width :]], 1)
-        channels = sum(int(part.shape[1]) for part in parts)
         pixels = int(self.before.shape[1])
         items = source.reshape(-1, int(source.shape[1]) * pixels)
         before = items[:, self.before.reshape(-1)].reshape(-1, 1, self.pad, pixels)
@@ -231,7 +230,7 @@ class FoldedSequenceConv(nn.Module):
         out = self.sequence_conv.act(out)  # (B, m, 1, channels / m, pixels)
         if not self.polyphase_order:
             out = out.transpose(1, 3)
-        return out.reshape([-1, channels] + [int(s) for s in x.shape[2:]])
+        return out.reshape([-1, self.channels] + [int(s) for s in x.shape[2:]])
 
     def channel_order(self, channels: int) -> torch.Tensor:
         """With ``polyphase_order``, the channel of the conv's output that each output channel holds: phase by

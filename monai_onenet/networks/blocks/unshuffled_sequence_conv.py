@@ -145,7 +145,6 @@ def unshuffled_sequence_conv(x: torch.Tensor, mixing: SequenceConv) -> torch.Ten
     batch = int(x.shape[0])
     channels = int(x.shape[1])
     reduced: List[int] = [int(s) // 2 for s in x.shape[2:]]
-    pad = mixing.pad
     group = mixing.block // phases  # channels per block of the sequence
     weight = mixing.conv.weight
     bias = mixing.conv.bias
@@ -167,6 +166,5 @@ def unshuffled_sequence_conv(x: torch.Tensor, mixing: SequenceConv) -> torch.Ten
         out = F.conv3d(grouped, kernel, bias.expand(group * phases), stride, padding)
     # (B, g 2^d, *S / 2, C / g) -> the unshuffled pixels' sequences (B, pixels, C 2^d); a view of a channels-last out.
     sequence = out.movedim(1, -1).reshape(batch, -1, channels * phases)
-    if pad > 0:
-        _add_reach_beyond_pixels(sequence, x, taps_and_zero)
+    _add_reach_beyond_pixels(sequence, x, taps_and_zero)  # SequenceConv's reach is at least 1
     return mixing.act(channels_first_view(sequence.reshape([batch] + reduced + [channels * phases])))
