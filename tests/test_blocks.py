@@ -420,3 +420,34 @@ def test_stepped_chain_knows_its_length_and_refuses_to_run_changed():
     chain.append(torch.nn.ReLU())
     with pytest.raises(RuntimeError, match="built with 3 layers and now has 4"):
         chain(x)
+
+
+def _local_hook(module):
+    return module.register_forward_hook(lambda m, args, out: None)
+
+
+def _local_pre_hook(module):
+    return module.register_forward_pre_hook(lambda m, args: None)
+
+
+def _global_hook(module):
+    return torch.nn.modules.module.register_module_forward_hook(lambda m, args, out: None)
+
+
+def _global_pre_hook(module):
+    return torch.nn.modules.module.register_module_forward_pre_hook(lambda m, args: None)
+
+
+@pytest.mark.parametrize("register", [_local_hook, _local_pre_hook, _global_hook, _global_pre_hook])
+def test_fast_paths_see_every_kind_of_forward_hook(register):
+    from monai_onenet.networks.blocks import has_forward_hooks
+
+    watched, other = torch.nn.Conv2d(1, 1, 1), torch.nn.ReLU()
+    assert not has_forward_hooks([watched, other])
+    handle = register(watched)
+    try:
+        assert has_forward_hooks([watched, other])
+        assert has_forward_hooks([other]) == (register in (_global_hook, _global_pre_hook))
+    finally:
+        handle.remove()
+    assert not has_forward_hooks([watched, other])

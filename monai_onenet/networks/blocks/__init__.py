@@ -14,6 +14,7 @@ from monai_onenet.networks.blocks.channel_levels import (
 )
 from monai_onenet.networks.blocks.classifier import OneNetClassifier
 from monai_onenet.networks.blocks.conv_levels import UNetDecoderLevel, UNetEncoderLevel, double_conv
+from monai_onenet.networks.blocks.hooks import has_forward_hooks
 from monai_onenet.networks.blocks.oriented_conv import OrientedConv
 from monai_onenet.networks.blocks.pixel_shuffle import channels_to_space, space_to_channels
 from monai_onenet.networks.blocks.sequence_conv import SequenceConv, sequence_conv_reference, sequence_conv_shifted_add
@@ -35,6 +36,7 @@ __all__ = [
     "UNetDecoderLevel",
     "UNetEncoderLevel",
     "double_conv",
+    "has_forward_hooks",
     "OrientedConv",
     "channels_to_space",
     "space_to_channels",

@@ -232,11 +232,11 @@ class FoldedSequenceConv(nn.Module):
             out = out.transpose(1, 3)
         return out.reshape([-1, self.channels] + [int(s) for s in x.shape[2:]])
 
-    def channel_order(self, channels: int) -> torch.Tensor:
+    def channel_order(self) -> torch.Tensor:
         """With ``polyphase_order``, the channel of the conv's output that each output channel holds: phase by
         phase (``r * channels / m + i`` holds ``i * m + r``), which spares the copy into channel order when the
         consumer reads its input channels in any order (see
         :meth:`~monai_onenet.networks.blocks.ChannelConvStack.step_reordered`)."""
         if not self.polyphase_order:
-            return torch.arange(channels)
-        return torch.arange(channels).reshape(-1, self.phases).t().reshape(-1)
+            return torch.arange(self.channels)
+        return torch.arange(self.channels).reshape(-1, self.phases).t().reshape(-1)

@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from monai_onenet.networks.blocks.fused_conv import onednn_conv, runs_onednn_conv
+from monai_onenet.networks.blocks.hooks import has_forward_hooks
 from monai_onenet.networks.blocks.layout import channels_first_view, channels_last_view
 from monai_onenet.networks.blocks.pixel_shuffle import space_to_channels
 from monai_onenet.networks.blocks.sequence_conv import SequenceConv
@@ -57,9 +58,7 @@ def fuses_unshuffle(mixing: nn.Module, x: torch.Tensor) -> bool:
     # the conv's own block size (at least its reach) must cut each pixel's sequence into whole blocks of channels
     if mixing.block == 0 or mixing.block % phases != 0 or length % mixing.block != 0 or length < 2 * mixing.pad:
         return False
-    hooked = [m for m in (mixing, mixing.conv, mixing.act) if m._forward_hooks or m._forward_pre_hooks]
-    global_hooks = nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks
-    return not hooked and not global_hooks
+    return not has_forward_hooks([mixing, mixing.conv, mixing.act])
 
 
 def _edge_values(x: torch.Tensor, count: int, last: bool) -> torch.Tensor:

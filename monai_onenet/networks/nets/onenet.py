@@ -23,6 +23,7 @@ from monai_onenet.networks.blocks import (
     conv_after_affine,
     double_conv,
     give_adn_orders_their_classes,
+    has_forward_hooks,
 )
 
 __all__ = ["OneNet"]
@@ -336,10 +337,7 @@ class OneNet(nn.Module):
         conv = self.head.conv if type(self.head) is SubpixelHead else self.head
         if type(conv) not in (nn.Conv1d, nn.Conv2d, nn.Conv3d) or any(k != 1 for k in conv.kernel_size):
             return False
-        modules = {self.head, conv}
-        hooks = [(m._forward_hooks, m._forward_pre_hooks) for m in modules]
-        global_hooks = nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks
-        return not global_hooks and not any(a or b for a, b in hooks)
+        return not has_forward_hooks({self.head, conv})
 
     @torch.jit.unused
     def _head_after_affine(self, x: torch.Tensor, affine: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

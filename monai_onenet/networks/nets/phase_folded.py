@@ -15,6 +15,7 @@ from monai_onenet.networks.blocks import (
     SequenceConv,
     SubpixelHead,
     conv_after_affine,
+    has_forward_hooks,
 )
 from monai_onenet.networks.blocks.phase_folding import (
     FoldedSequenceConv,
@@ -55,7 +56,7 @@ def phase_folding_unsupported(net: nn.Module) -> Optional[str]:
     if not net._head_takes_affine():  # also False under global forward hooks
         return "its head is not the 1x1 convolution or sub-pixel head it built, or has forward hooks"
     bypassed = [net] + [m for m in net.modules() if isinstance(m, SequenceConv)]
-    if any(m._forward_hooks or m._forward_pre_hooks for m in bypassed):
+    if has_forward_hooks(bypassed):
         return "it has forward hooks that the folded form would skip"
     if net.training:
         return "it is in training mode"
@@ -75,7 +76,7 @@ def _first_step(convs: ChannelConvStack, mixing: nn.Module, x: torch.Tensor) -> 
     """A level's first conv, reading the mixing's output channels in the order the mixing leaves them (one copy of
     the map less)."""
     if isinstance(mixing, FoldedSequenceConv):
-        return convs.step_reordered(x, 0, mixing.channel_order(int(x.shape[1])).to(x.device))
+        return convs.step_reordered(x, 0, mixing.channel_order().to(x.device))
     return convs.step(x, 0)
 
 
@@ -173,7 +174,7 @@ class PhaseFoldedOneNet(nn.Module):
             if not (top and last == 0):
                 x = _first_step(level.convs, mixing, x)
             elif isinstance(mixing, FoldedSequenceConv):  # the head fold below reads the channels in order
-                x = x.index_select(1, torch.argsort(mixing.channel_order(int(x.shape[1])).to(x.device)))
+                x = x.index_select(1, torch.argsort(mixing.channel_order().to(x.device)))
             for index in range(1, last):
                 x = level.convs.step(x, index)
             if top:
