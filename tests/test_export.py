@@ -74,6 +74,22 @@ def test_onenet_ed_exports_phase_folded(tmp_path, kwargs):
     assert check_onnx(net, path, torch.randn(3, 1, 32, 32), atol=1e-4) <= 1e-4
 
 
+@pytest.mark.parametrize("spatial_dims, num_classes", [(2, 0), (2, 3), (3, 0)])
+def test_phase_folded_graph_states_its_output_sizes(tmp_path, spatial_dims, num_classes):
+    import onnx
+
+    net = OneNet(spatial_dims, 1, 2, channels=(8, 16, 32), num_classes=num_classes)
+    spatial = (16,) * spatial_dims
+    path = export_onnx(net, torch.randn(1, 1, *spatial), tmp_path / "net.onnx", phase_folded=True)
+    outputs = onnx.load(path).graph.output
+    dims = {o.name: [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in outputs}
+    expected = {"logits": ["batch", 2, *spatial]}
+    if num_classes:
+        expected["class_logits"] = ["batch", num_classes]
+    assert dims == expected
+    assert check_onnx(net, path, torch.randn(2, 1, *spatial), atol=1e-4) <= 1e-4
+
+
 def test_export_keeps_the_straightforward_graph_when_the_folded_indices_would_be_too_large(tmp_path, monkeypatch):
     from monai_onenet.networks import export
 

@@ -22,7 +22,9 @@ import os
 import statistics
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from tqdm import tqdm
@@ -44,9 +46,12 @@ from monai_onenet.benchmark.report import write_json
 BASELINE = "unet_4"
 BASELINE_3D = "basicunet_3d"
 ONNX_ROW = "onenet_ed_4"
-# ONNX Runtime against eager torch: each in processes of its own, alternated (ORT's spinning worker threads slowed
-# eager torch by 10-30% when both ran in one process); 5 times, as single processes here ranged over 100-200 ms.
-ONNX_ALTERNATIONS = 5
+# ONNX Runtime against eager torch: single passes of two resident processes in turn, each pair in ABBA order, after
+# a pause that lets the other's threads go idle. Medians of fresh processes moved with the machine's speed: 5
+# alternations gave 0.88x and 16 rounds 1.11x on the same code within one hour (single passes 111-205 ms); 40 pairs
+# of passes gave 0.99-1.04x.
+ONNX_PAIRS = 40
+PAIR_PAUSE_S = 0.05
 
 
 def _parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -156,7 +161,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 rows[name]["latency_cold_ms"] = latencies[name + COLD_SUFFIX] if cold else None
             progress.update()
         for name in onnx_rows:
-            rows[name].update(_onnxruntime_against_eager(name, args, device, measure_request))
+            rows[name].update(_onnxruntime_against_eager(name, args, device))
             progress.update()
 
     baseline = rows[BASELINE]
@@ -174,21 +179,102 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     return {"device": device, "threads": args.threads, "quick": args.quick, "rows": list(rows.values())}
 
 
-def _onnxruntime_against_eager(name: str, args: argparse.Namespace, device: str, measure_request) -> Dict[str, Any]:
-    """Median latency of ``name`` in ONNX Runtime and in eager torch, each timed in a request of its own (a process
-    of its own unless ``--in-process``), the two alternated ``ONNX_ALTERNATIONS`` times (once with ``--quick``)."""
-    eager: List[float] = []
-    onnx: List[float] = []
-    for _ in range(1 if args.quick else ONNX_ALTERNATIONS):
-        eager.append(measure_request({"what": "latency", "models": [name]}, args, device)[name])
-        request = {"what": "latency", "models": [], "onnxruntime": [name]}
-        onnx.append(measure_request(request, args, device)[name + ONNXRUNTIME_SUFFIX])
-    onnx_ms, eager_ms = statistics.median(onnx), statistics.median(eager)
+def _onnxruntime_against_eager(name: str, args: argparse.Namespace, device: str) -> Dict[str, Any]:
+    """Latency of ``name`` in ONNX Runtime and in eager torch, timed pass by pass in turn (:func:`_timed_pairs`),
+    each in a process of its own that stays warm (in this process with ``--in-process``): the medians of each, and
+    the median of the per-pair ratios, which cancels the drift of the machine's speed between pairs."""
+    pairs = 3 if args.quick else ONNX_PAIRS
+    if args.in_process:
+        spec = {m.name: m for m in benchmark_models(args.quick)}[name]
+        eager = inference_runner(spec.build(), spec.input_shape, torch.device(device))
+        onnx = onnxruntime_runner(spec.build(), spec.input_shape, args.threads)
+        for runner in (eager, onnx):
+            runner()
+        times = _timed_pairs({"eager": _pass_timer(eager), "onnx": _pass_timer(onnx)}, pairs)
+    else:
+        with _PassServer(name, False, args, device) as eager_server, _PassServer(name, True, args, device) as onnx:
+            times = _timed_pairs({"eager": eager_server.timed_pass, "onnx": onnx.timed_pass}, pairs)
+    ratios = [o / e for o, e in zip(times["onnx"], times["eager"])]
     return {
-        "latency_onnxruntime_ms": onnx_ms,
-        "latency_eager_alone_ms": eager_ms,
-        "onnxruntime_ratio_vs_eager": onnx_ms / eager_ms,
+        "latency_onnxruntime_ms": statistics.median(times["onnx"]),
+        "latency_eager_alone_ms": statistics.median(times["eager"]),
+        "onnxruntime_ratio_vs_eager": statistics.median(ratios),
+        "onnxruntime_pair_ratios": ratios,
     }
+
+
+def _timed_pairs(passes: Dict[str, Callable[[], float]], pairs: int) -> Dict[str, List[float]]:
+    """Call each of the two timed passes once per pair, in ABBA order (each goes first in half of the pairs), after
+    a pause of :data:`PAIR_PAUSE_S`; returns each one's milliseconds, pair by pair."""
+    names = list(passes)
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    for index in range(pairs):
+        for name in names if index % 2 == 0 else names[::-1]:
+            time.sleep(PAIR_PAUSE_S)
+            times[name].append(passes[name]())
+    return times
+
+
+def _pass_timer(runner: Callable[[], None]) -> Callable[[], float]:
+    def timed() -> float:
+        start = time.perf_counter()
+        runner()
+        return (time.perf_counter() - start) * 1000
+
+    return timed
+
+
+class _PassServer:
+    """A fresh process (fixed allocator settings) that keeps one model warm, eager or in ONNX Runtime, and times one
+    pass of it on demand (:func:`~monai_onenet.benchmark.measure.serve_passes`)."""
+
+    def __init__(self, name: str, onnxruntime: bool, args: argparse.Namespace, device: str):
+        request = {"what": "serve", "model": name, "onnxruntime": onnxruntime, "quick": args.quick}
+        request.update({"threads": args.threads, "device": device, "warmup": 2})
+        self._errors = tempfile.TemporaryFile(mode="w+")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "monai_onenet.benchmark.measure", json.dumps(request)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._errors,
+            text=True,
+            env={**os.environ, **ALLOCATOR_ENV, "OMP_NUM_THREADS": str(args.threads)},
+        )
+        self._read("ready")
+
+    def _read(self, expected: Optional[str] = None) -> str:
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline().strip()
+        if not line or (expected is not None and line != expected):
+            self._process.kill()
+            self._process.wait()
+            self._errors.seek(0)
+            errors = self._errors.read()[-2000:]
+            self._errors.close()
+            raise RuntimeError(f"the timing process stopped (it said {line!r}):\n{errors}")
+        return line
+
+    def timed_pass(self) -> float:
+        assert self._process.stdin is not None
+        self._process.stdin.write("pass\n")
+        self._process.stdin.flush()
+        return float(self._read())
+
+    def __enter__(self) -> _PassServer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()  # the end of its input stops it
+        self._process.wait(timeout=60)
+        self._errors.close()
+
+
+def _quartiles(values: List[float]) -> str:
+    if len(values) < 2:
+        return "-"
+    low, _, high = statistics.quantiles(values, n=4)
+    return f"{low:.2f}-{high:.2f}"
 
 
 def _has_onnxruntime() -> bool:
@@ -238,11 +324,13 @@ def markdown_table(result: Dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     for row in result["rows"]:
         if "latency_onnxruntime_ms" in row:
+            pair_ratios = row["onnxruntime_pair_ratios"]
             lines += [
                 "",
                 f"{row['model']} in ONNX Runtime (opset 17, phase-folded export, CPU, same threads): "
                 f"{row['latency_onnxruntime_ms']:.1f} ms vs {row['latency_eager_alone_ms']:.1f} ms eager torch "
-                f"({row['onnxruntime_ratio_vs_eager']:.2f}x; each in processes of its own, alternated, medians).",
+                f"(median of {len(pair_ratios)} pair ratios: {row['onnxruntime_ratio_vs_eager']:.2f}x, quartiles "
+                f"{_quartiles(pair_ratios)}; single passes in turn, each runtime in a process of its own).",
             ]
     cached = [row for row in result["rows"] if row.get("cached_weights_mb", 0) > 0]
     if cached:

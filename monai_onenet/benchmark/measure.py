@@ -30,6 +30,7 @@ from monai_onenet.networks.blocks import cached_weight_bytes
 
 __all__ = [
     "ALLOCATOR_ENV",
+    "serve_passes",
     "settle_allocator",
     "ONNXRUNTIME_SUFFIX",
     "COLD_SUFFIX",
@@ -237,11 +238,28 @@ def measure_memory(model: nn.Module, input_shape, device: torch.device, phase: s
     return result
 
 
+def serve_passes(runner: Callable[[], None], device: torch.device, warmup: int, commands=None, replies=None) -> None:
+    """Keep ``runner`` warm and time one pass of it per ``pass`` line read from ``commands`` (stdin), writing its
+    milliseconds to ``replies`` (stdout), after a ``ready`` line once warmed up; ``stop`` or the end of the input
+    ends it. Two such processes, driven in turn, time two runtimes pass by pass without sharing one process (ONNX
+    Runtime's spinning worker threads slowed eager torch by 10-30% in one process)."""
+    commands = sys.stdin if commands is None else commands
+    replies = sys.stdout if replies is None else replies
+    for _ in range(warmup):
+        runner()
+    print("ready", file=replies, flush=True)
+    for line in commands:
+        if line.strip() != "pass":
+            break
+        print(f"{_timed_ms(runner, device)!r}", file=replies, flush=True)
+
+
 def _worker() -> None:
     """``python -m monai_onenet.benchmark.measure '<json request>'``: measure, print JSON.
 
-    Requests: ``{"what": "infer" | "train", "model": name, ...}`` for memory, or ``{"what": "latency",
-    "models": [names], "onnxruntime": [names], ...}`` for interleaved latencies.
+    Requests: ``{"what": "infer" | "train", "model": name, ...}`` for memory, ``{"what": "latency",
+    "models": [names], "onnxruntime": [names], ...}`` for interleaved latencies, or ``{"what": "serve",
+    "model": name, "onnxruntime": bool, ...}`` for passes on demand (:func:`serve_passes`).
     """
     from monai_onenet.benchmark.models import benchmark_models
 
@@ -249,6 +267,14 @@ def _worker() -> None:
     torch.set_num_threads(request["threads"])
     specs = {m.name: m for m in benchmark_models(request["quick"])}
     device = torch.device(request["device"])
+    if request["what"] == "serve":
+        spec = specs[request["model"]]
+        if request.get("onnxruntime"):
+            runner = onnxruntime_runner(spec.build(), spec.input_shape, request["threads"])
+        else:
+            runner = inference_runner(spec.build(), spec.input_shape, device)
+        serve_passes(runner, device, request["warmup"])
+        return
     if request["what"] == "latency":
         runners = {
             name: inference_runner(specs[name].build(), specs[name].input_shape, device) for name in request["models"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -68,7 +68,8 @@ def export_onnx(
     """
     model = model.eval()
     with torch.no_grad():
-        names = OUTPUT_NAMES[: len(_as_tuple(model(example)))]
+        outputs = _as_tuple(model(example))
+    names = OUTPUT_NAMES[: len(outputs)]
     traced = model
     if phase_folded or (phase_folded is None and phase_folding_unsupported(model) is None):
         traced = PhaseFoldedOneNet(model, example.shape[2:])  # type: ignore[arg-type]
@@ -92,8 +93,23 @@ def export_onnx(
             output_names=list(names),
             dynamic_axes={"image": {0: "batch"}, **{name: {0: "batch"} for name in names}},
         )
+    if isinstance(traced, PhaseFoldedOneNet):
+        _write_output_sizes(str(path), {name: list(output.shape[1:]) for name, output in zip(names, outputs)})
     model.eval()
     return str(path)
+
+
+def _write_output_sizes(path: str, sizes: Dict[str, List[int]]) -> None:
+    """Write each output's sizes past the batch axis into the graph at ``path``. The phase-folded graph unfolds its
+    logits with computed shapes, so the exporter names those sizes (``Reshapelogits_dim_1``, ...) although the
+    export fixed them; runtimes and model viewers then show the real ones."""
+    import onnx
+
+    graph = onnx.load(path)
+    for output in graph.graph.output:
+        for dim, size in zip(list(output.type.tensor_type.shape.dim)[1:], sizes[output.name]):
+            dim.dim_value = int(size)  # replaces the symbolic name (one of the two)
+    onnx.save(graph, path)
 
 
 def check_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, atol: float = 1e-4) -> float:
