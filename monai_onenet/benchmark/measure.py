@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, TextIO
 
 import torch
 import torch.nn as nn
@@ -238,11 +238,27 @@ def measure_memory(model: nn.Module, input_shape, device: torch.device, phase: s
     return result
 
 
-def serve_passes(runner: Callable[[], None], device: torch.device, warmup: int, commands=None, replies=None) -> None:
+def serve_passes(
+    runner: Callable[[], None],
+    device: torch.device,
+    warmup: int,
+    commands: Optional[TextIO] = None,
+    replies: Optional[TextIO] = None,
+) -> None:
     """Keep ``runner`` warm and time one pass of it per ``pass`` line read from ``commands`` (stdin), writing its
     milliseconds to ``replies`` (stdout), after a ``ready`` line once warmed up; ``stop`` or the end of the input
     ends it. Two such processes, driven in turn, time two runtimes pass by pass without sharing one process (ONNX
-    Runtime's spinning worker threads slowed eager torch by 10-30% in one process)."""
+    Runtime's spinning worker threads slowed eager torch by 10-30% in one process).
+
+    Example::
+
+        >>> import io
+        >>> replies = io.StringIO()
+        >>> serve_passes(lambda: None, torch.device("cpu"), 1, io.StringIO("pass\\npass\\nstop\\n"), replies)
+        >>> lines = replies.getvalue().split()
+        >>> lines[0], len(lines), all(float(ms) >= 0 for ms in lines[1:])
+        ('ready', 3, True)
+    """
     commands = sys.stdin if commands is None else commands
     replies = sys.stdout if replies is None else replies
     for _ in range(warmup):
@@ -268,12 +284,13 @@ def _worker() -> None:
     specs = {m.name: m for m in benchmark_models(request["quick"])}
     device = torch.device(request["device"])
     if request["what"] == "serve":
+        replies, sys.stdout = sys.stdout, sys.stderr  # stdout carries the replies alone
         spec = specs[request["model"]]
         if request.get("onnxruntime"):
             runner = onnxruntime_runner(spec.build(), spec.input_shape, request["threads"])
         else:
             runner = inference_runner(spec.build(), spec.input_shape, device)
-        serve_passes(runner, device, request["warmup"])
+        serve_passes(runner, device, request["warmup"], sys.stdin, replies)
         return
     if request["what"] == "latency":
         runners = {
