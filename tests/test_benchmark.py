@@ -60,7 +60,8 @@ def test_onnxruntime_row_is_timed_against_eager_alone(quick_result):
     ed = rows["onenet_ed_4"]
     assert ed["latency_onnxruntime_ms"] > 0 and ed["latency_eager_alone_ms"] > 0
     # the ratio is the median over pairs of passes timed in turn, not the ratio of the two medians
-    assert len(ed["onnxruntime_pair_ratios"]) == 3 and all(r > 0 for r in ed["onnxruntime_pair_ratios"])
+    assert len(ed["onnxruntime_pair_ratios"]) == 4 and all(r > 0 for r in ed["onnxruntime_pair_ratios"])
+    assert ed["onnxruntime_timing"] == "in this process"  # the fixture runs --in-process
     assert ed["onnxruntime_ratio_vs_eager"] == pytest.approx(statistics.median(ed["onnxruntime_pair_ratios"]))
     assert [name for name, row in rows.items() if "latency_onnxruntime_ms" in row] == ["onenet_ed_4"]
 
@@ -113,9 +114,24 @@ def test_pass_servers_time_onnxruntime_and_eager_in_turn(monkeypatch):
 
     monkeypatch.setattr(bench, "PAIR_PAUSE_S", 0.0)
     args = bench._parse_args(["--quick", "--threads", "1"])
+    # oneDNN's verbose mode writes to the workers' stdout from C: the replies must stay apart from it
+    monkeypatch.setenv("ONEDNN_VERBOSE", "1")
     result = bench._onnxruntime_against_eager("onenet_ed_4", args, "cpu")  # two resident worker processes
-    assert len(result["onnxruntime_pair_ratios"]) == 3
+    assert len(result["onnxruntime_pair_ratios"]) == bench.QUICK_ONNX_PAIRS
     assert result["latency_onnxruntime_ms"] > 0 and result["latency_eager_alone_ms"] > 0
+    assert result["onnxruntime_timing"] == "each runtime in a process of its own"
+
+
+def test_pass_server_reports_a_worker_that_dies_between_passes():
+    from monai_onenet.benchmark import __main__ as bench
+
+    args = bench._parse_args(["--quick", "--threads", "1"])
+    with bench._PassServer("onenet_ed_4", False, args, "cpu") as server:
+        assert server.timed_pass() > 0
+        server._process.kill()
+        server._process.wait()
+        with pytest.raises(RuntimeError, match="timing process stopped"):
+            server.timed_pass()
 
 
 def test_pass_server_reports_a_worker_that_fails():

@@ -439,7 +439,7 @@ def _global_pre_hook(module):
 
 
 @pytest.mark.parametrize("register", [_local_hook, _local_pre_hook, _global_hook, _global_pre_hook])
-def test_fast_paths_see_every_kind_of_forward_hook(register):
+def test_has_forward_hooks_sees_every_kind(register):
     from monai_onenet.networks.blocks import has_forward_hooks
 
     watched, other = torch.nn.Conv2d(1, 1, 1), torch.nn.ReLU()

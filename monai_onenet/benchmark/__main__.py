@@ -51,6 +51,7 @@ ONNX_ROW = "onenet_ed_4"
 # alternations gave 0.88x and 16 rounds 1.11x on the same code within one hour (single passes 111-205 ms); 40 pairs
 # of passes gave 0.99-1.04x.
 ONNX_PAIRS = 40
+QUICK_ONNX_PAIRS = 4
 PAIR_PAUSE_S = 0.05
 
 
@@ -181,31 +182,37 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 def _onnxruntime_against_eager(name: str, args: argparse.Namespace, device: str) -> Dict[str, Any]:
     """Latency of ``name`` in ONNX Runtime and in eager torch, timed pass by pass in turn (:func:`_timed_pairs`),
-    each in a process of its own that stays warm (in this process with ``--in-process``): the medians of each, and
-    the median of the per-pair ratios, which cancels the drift of the machine's speed between pairs."""
-    pairs = 3 if args.quick else ONNX_PAIRS
+    each in a process of its own that stays warm (in this process with ``--in-process``), both with the same
+    weights: the medians of each, and the median of the per-pair ratios, which cancels the drift of the machine's
+    speed between pairs."""
+    pairs = QUICK_ONNX_PAIRS if args.quick else ONNX_PAIRS
     if args.in_process:
         spec = {m.name: m for m in benchmark_models(args.quick)}[name]
+        torch.manual_seed(0)
         eager = inference_runner(spec.build(), spec.input_shape, torch.device(device))
+        torch.manual_seed(0)
         onnx = onnxruntime_runner(spec.build(), spec.input_shape, args.threads)
-        for runner in (eager, onnx):
+        for runner in (eager, onnx, eager, onnx):
             runner()
         times = _timed_pairs({"eager": _pass_timer(eager), "onnx": _pass_timer(onnx)}, pairs)
+        timing = "in this process"
     else:
         with _PassServer(name, False, args, device) as eager_server, _PassServer(name, True, args, device) as onnx:
             times = _timed_pairs({"eager": eager_server.timed_pass, "onnx": onnx.timed_pass}, pairs)
+        timing = "each runtime in a process of its own"
     ratios = [o / e for o, e in zip(times["onnx"], times["eager"])]
     return {
         "latency_onnxruntime_ms": statistics.median(times["onnx"]),
         "latency_eager_alone_ms": statistics.median(times["eager"]),
         "onnxruntime_ratio_vs_eager": statistics.median(ratios),
         "onnxruntime_pair_ratios": ratios,
+        "onnxruntime_timing": timing,
     }
 
 
 def _timed_pairs(passes: Dict[str, Callable[[], float]], pairs: int) -> Dict[str, List[float]]:
-    """Call each of the two timed passes once per pair, in ABBA order (each goes first in half of the pairs), after
-    a pause of :data:`PAIR_PAUSE_S`; returns each one's milliseconds, pair by pair."""
+    """Call each of the two timed passes once per pair, in ABBA order (the two take turns going first), after a
+    pause of :data:`PAIR_PAUSE_S`; returns each one's milliseconds, pair by pair."""
     names = list(passes)
     times: Dict[str, List[float]] = {name: [] for name in names}
     for index in range(pairs):
@@ -216,6 +223,8 @@ def _timed_pairs(passes: Dict[str, Callable[[], float]], pairs: int) -> Dict[str
 
 
 def _pass_timer(runner: Callable[[], None]) -> Callable[[], float]:
+    """``runner`` as a function that returns how long one call took, in milliseconds."""
+
     def timed() -> float:
         start = time.perf_counter()
         runner()
@@ -226,7 +235,8 @@ def _pass_timer(runner: Callable[[], None]) -> Callable[[], float]:
 
 class _PassServer:
     """A fresh process (fixed allocator settings) that keeps one model warm, eager or in ONNX Runtime, and times one
-    pass of it on demand (:func:`~monai_onenet.benchmark.measure.serve_passes`)."""
+    pass of it on demand (:func:`~monai_onenet.benchmark.measure.serve_passes`). A process that stops raises a
+    ``RuntimeError`` with the end of its stderr."""
 
     def __init__(self, name: str, onnxruntime: bool, args: argparse.Namespace, device: str):
         request = {"what": "serve", "model": name, "onnxruntime": onnxruntime, "quick": args.quick}
@@ -242,35 +252,56 @@ class _PassServer:
         )
         self._read("ready")
 
+    def _stopped(self, said: str) -> RuntimeError:
+        self.close()
+        return RuntimeError(f"the timing process stopped (it said {said!r}):\n{self._stderr_tail}")
+
     def _read(self, expected: Optional[str] = None) -> str:
         assert self._process.stdout is not None
         line = self._process.stdout.readline().strip()
         if not line or (expected is not None and line != expected):
-            self._process.kill()
-            self._process.wait()
-            self._errors.seek(0)
-            errors = self._errors.read()[-2000:]
-            self._errors.close()
-            raise RuntimeError(f"the timing process stopped (it said {line!r}):\n{errors}")
+            raise self._stopped(line)
         return line
 
     def timed_pass(self) -> float:
         assert self._process.stdin is not None
-        self._process.stdin.write("pass\n")
-        self._process.stdin.flush()
+        try:
+            self._process.stdin.write("pass\n")
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            raise self._stopped("") from None
         return float(self._read())
+
+    def close(self) -> None:
+        """End the process (the end of its input stops it; killed if it does not within a minute)."""
+        if self._errors.closed:
+            return
+        try:
+            if self._process.stdin is not None:
+                self._process.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            self._process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        finally:
+            if self._process.stdout is not None:
+                self._process.stdout.close()
+            self._errors.seek(0)
+            self._stderr_tail = self._errors.read()[-2000:]
+            self._errors.close()
 
     def __enter__(self) -> _PassServer:
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        if self._process.stdin is not None:
-            self._process.stdin.close()  # the end of its input stops it
-        self._process.wait(timeout=60)
-        self._errors.close()
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _quartiles(values: List[float]) -> str:
+    """``"low-high"``: the first and third quartiles of ``values``, or ``"-"`` for fewer than two."""
     if len(values) < 2:
         return "-"
     low, _, high = statistics.quantiles(values, n=4)
@@ -330,7 +361,7 @@ def markdown_table(result: Dict[str, Any]) -> str:
                 f"{row['model']} in ONNX Runtime (opset 17, phase-folded export, CPU, same threads): "
                 f"{row['latency_onnxruntime_ms']:.1f} ms vs {row['latency_eager_alone_ms']:.1f} ms eager torch "
                 f"(median of {len(pair_ratios)} pair ratios: {row['onnxruntime_ratio_vs_eager']:.2f}x, quartiles "
-                f"{_quartiles(pair_ratios)}; single passes in turn, each runtime in a process of its own).",
+                f"{_quartiles(pair_ratios)}; single passes in turn, {row['onnxruntime_timing']}).",
             ]
     cached = [row for row in result["rows"] if row.get("cached_weights_mb", 0) > 0]
     if cached:

@@ -284,8 +284,14 @@ def _worker() -> None:
     specs = {m.name: m for m in benchmark_models(request["quick"])}
     device = torch.device(request["device"])
     if request["what"] == "serve":
-        replies, sys.stdout = sys.stdout, sys.stderr  # stdout carries the replies alone
+        # stdout carries the replies alone: whatever else writes to it, Python or C (oneDNN's verbose mode), goes
+        # to stderr
+        sys.stdout.flush()
+        replies = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
         spec = specs[request["model"]]
+        torch.manual_seed(0)  # the same weights in each runtime's process
         if request.get("onnxruntime"):
             runner = onnxruntime_runner(spec.build(), spec.input_shape, request["threads"])
         else:

@@ -68,8 +68,8 @@ def export_onnx(
     """
     model = model.eval()
     with torch.no_grad():
-        outputs = _as_tuple(model(example))
-    names = OUTPUT_NAMES[: len(outputs)]
+        output_sizes = [list(output.shape[1:]) for output in _as_tuple(model(example))]
+    names = OUTPUT_NAMES[: len(output_sizes)]
     traced = model
     if phase_folded or (phase_folded is None and phase_folding_unsupported(model) is None):
         traced = PhaseFoldedOneNet(model, example.shape[2:])  # type: ignore[arg-type]
@@ -94,7 +94,7 @@ def export_onnx(
             dynamic_axes={"image": {0: "batch"}, **{name: {0: "batch"} for name in names}},
         )
     if isinstance(traced, PhaseFoldedOneNet):
-        _write_output_sizes(str(path), {name: list(output.shape[1:]) for name, output in zip(names, outputs)})
+        _write_output_sizes(str(path), dict(zip(names, output_sizes)))
     model.eval()
     return str(path)
 
@@ -105,7 +105,7 @@ def _write_output_sizes(path: str, sizes: Dict[str, List[int]]) -> None:
     export fixed them; runtimes and model viewers then show the real ones."""
     import onnx
 
-    graph = onnx.load(path)
+    graph = onnx.load(path, load_external_data=False)  # a graph over 2 GB keeps its weights in files beside it
     for output in graph.graph.output:
         for dim, size in zip(list(output.type.tensor_type.shape.dim)[1:], sizes[output.name]):
             dim.dim_value = int(size)  # replaces the symbolic name (one of the two)

@@ -15,6 +15,9 @@ def has_forward_hooks(modules: Iterable[nn.Module]) -> bool:
     The folded and fused paths compute several modules in one kernel without calling them, so hooks there (a
     profiler, torchinfo, feature extraction) would silently miss their calls: those paths step aside instead.
 
+    Args:
+        modules: the modules a fast path would run without calling them.
+
     Example::
 
         >>> conv = nn.Conv2d(1, 1, 1)
