@@ -16,6 +16,7 @@ to the first, timed interleaved.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -39,6 +40,8 @@ from monai_onenet.benchmark.measure import (
     measure_memory,
     onnxruntime_runner,
     resolve_device,
+    seeded_runner,
+    timed_ms,
 )
 from monai_onenet.benchmark.models import TABLE2, benchmark_models
 from monai_onenet.benchmark.report import write_json
@@ -188,13 +191,14 @@ def _onnxruntime_against_eager(name: str, args: argparse.Namespace, device: str)
     pairs = QUICK_ONNX_PAIRS if args.quick else ONNX_PAIRS
     if args.in_process:
         spec = {m.name: m for m in benchmark_models(args.quick)}[name]
-        torch.manual_seed(0)
-        eager = inference_runner(spec.build(), spec.input_shape, torch.device(device))
-        torch.manual_seed(0)
-        onnx = onnxruntime_runner(spec.build(), spec.input_shape, args.threads)
+        torch_device = torch.device(device)
+        eager = seeded_runner(spec, torch_device, args.threads)
+        onnx = seeded_runner(spec, torch_device, args.threads, onnxruntime=True)
         for runner in (eager, onnx, eager, onnx):
             runner()
-        times = _timed_pairs({"eager": _pass_timer(eager), "onnx": _pass_timer(onnx)}, pairs)
+        passes = {"eager": functools.partial(timed_ms, eager, torch_device)}
+        passes["onnx"] = functools.partial(timed_ms, onnx, torch_device)
+        times = _timed_pairs(passes, pairs)
         timing = "in this process"
     else:
         with _PassServer(name, False, args, device) as eager_server, _PassServer(name, True, args, device) as onnx:
@@ -220,17 +224,6 @@ def _timed_pairs(passes: Dict[str, Callable[[], float]], pairs: int) -> Dict[str
             time.sleep(PAIR_PAUSE_S)
             times[name].append(passes[name]())
     return times
-
-
-def _pass_timer(runner: Callable[[], None]) -> Callable[[], float]:
-    """``runner`` as a function that returns how long one call took, in milliseconds."""
-
-    def timed() -> float:
-        start = time.perf_counter()
-        runner()
-        return (time.perf_counter() - start) * 1000
-
-    return timed
 
 
 class _PassServer:

@@ -21,15 +21,19 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Callable, Dict, List, Optional, TextIO
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, TextIO
 
 import torch
 import torch.nn as nn
 
 from monai_onenet.networks.blocks import cached_weight_bytes
 
+if TYPE_CHECKING:
+    from monai_onenet.benchmark.models import BenchmarkModel
+
 __all__ = [
     "ALLOCATOR_ENV",
+    "seeded_runner",
     "serve_passes",
     "settle_allocator",
     "ONNXRUNTIME_SUFFIX",
@@ -41,6 +45,7 @@ __all__ = [
     "peak_memory_mb",
     "peak_rss_mb",
     "resolve_device",
+    "timed_ms",
 ]
 
 # glibc's adaptive mmap threshold moves after large frees, so one model's latency moved from 246 to 443 ms between
@@ -129,7 +134,8 @@ def peak_memory_mb(fn: Callable[[], None], device: torch.device) -> float:
     return (max(totals) - totals[0]) / 2**20 if totals else 0.0
 
 
-def _timed_ms(fn: Callable[[], None], device: torch.device) -> float:
+def timed_ms(fn: Callable[[], None], device: torch.device) -> float:
+    """Wall time of one call of ``fn`` in milliseconds (CUDA synchronised before and after)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
@@ -163,8 +169,8 @@ def measure_latencies(
     for _ in range(rounds):
         for name, fn in runners.items():
             if cold_suffix is not None:
-                times[name + cold_suffix].append(_timed_ms(fn, device))
-            times[name].append(_timed_ms(fn, device))
+                times[name + cold_suffix].append(timed_ms(fn, device))
+            times[name].append(timed_ms(fn, device))
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -195,6 +201,17 @@ def onnxruntime_runner(model: nn.Module, input_shape, threads: int) -> Callable[
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: x.numpy()}
     return lambda: session.run(None, feed)
+
+
+def seeded_runner(
+    model: BenchmarkModel, device: torch.device, threads: int, onnxruntime: bool = False
+) -> Callable[[], None]:
+    """:func:`inference_runner` (or with ``onnxruntime`` :func:`onnxruntime_runner`) of ``model`` built from seed 0:
+    every process that builds it times the same weights."""
+    torch.manual_seed(0)
+    if onnxruntime:
+        return onnxruntime_runner(model.build(), model.input_shape, threads)
+    return inference_runner(model.build(), model.input_shape, device)
 
 
 def _training_step(model: nn.Module, x: torch.Tensor) -> None:
@@ -267,7 +284,7 @@ def serve_passes(
     for line in commands:
         if line.strip() != "pass":
             break
-        print(f"{_timed_ms(runner, device)!r}", file=replies, flush=True)
+        print(f"{timed_ms(runner, device)!r}", file=replies, flush=True)
 
 
 def _worker() -> None:
@@ -290,12 +307,7 @@ def _worker() -> None:
         replies = os.fdopen(os.dup(1), "w")
         os.dup2(2, 1)
         sys.stdout = sys.stderr
-        spec = specs[request["model"]]
-        torch.manual_seed(0)  # the same weights in each runtime's process
-        if request.get("onnxruntime"):
-            runner = onnxruntime_runner(spec.build(), spec.input_shape, request["threads"])
-        else:
-            runner = inference_runner(spec.build(), spec.input_shape, device)
+        runner = seeded_runner(specs[request["model"]], device, request["threads"], request.get("onnxruntime", False))
         serve_passes(runner, device, request["warmup"], sys.stdin, replies)
         return
     if request["what"] == "latency":

@@ -24,7 +24,7 @@ from monai_onenet.networks.blocks.phase_folding import (
     phase_unshuffle,
     unfold_phases,
 )
-from monai_onenet.networks.nets.onenet import OneNet
+from monai_onenet.networks.nets.onenet import OneNet, _out_channels
 
 __all__ = ["PhaseFoldedOneNet", "phase_folding_unsupported"]
 
@@ -124,7 +124,7 @@ class PhaseFoldedOneNet(nn.Module):
             shape = [s // 2 for s in shape]
             encoder_mixing.append(_folded_mixing(level, shape, self.levels - index - 1))
         # The decoder's skips: each encoder level's output but the deepest, deepest first.
-        skip_widths = [level.convs[level.convs.steps - 1].conv.out_channels for level in net.encoder_levels][-2::-1]
+        skip_widths = [_out_channels(level) for level in net.encoder_levels][-2::-1]
         decoder_mixing = []
         for index, level in enumerate(net.decoder_levels):
             shape = [s * 2 for s in shape]
