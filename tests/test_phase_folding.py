@@ -188,3 +188,11 @@ def test_phase_folded_onenet_checks_its_input():
     net.train()
     with pytest.raises(RuntimeError, match="eval"):
         folded(torch.randn(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("spatial, levels", [((8, 12), 2), ((8, 4), 1)])
+def test_2d_fold_passes_gradients_back(spatial, levels):
+    # the 2D fold runs through its own autograd function (so that ONNX sees a SpaceToDepth): its backward must be
+    # the inverse rearrangement
+    x = torch.randn(2, 3, *spatial, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: fold_phases(t, levels), (x,))

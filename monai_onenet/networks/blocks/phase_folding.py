@@ -14,6 +14,7 @@ channel sequence as a column of it. Only the input is folded and the output unfo
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import List, Optional, Sequence, Tuple
 
@@ -39,9 +40,61 @@ def _digit_axes(spatial_dims: int, levels: int) -> Tuple[List[int], List[int]]:
     return digits, bases
 
 
+class _SpaceToDepth(torch.autograd.Function):
+    """ONNX's ``SpaceToDepth`` (``(B, C, H, W)`` -> ``(B, b^2 C, H / b, W / b)``, channel ``(row offset * b + column
+    offset) * C + c``), which no torch operator exports as: traced, it is that one node, which ONNX Runtime runs 3-4x
+    faster than the transpose of a whole fold. Its gradient is the inverse rearrangement."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, block: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.block = block
+        batch, channels, height, width = (int(s) for s in x.shape)
+        blocks = x.reshape(batch, channels, height // block, block, width // block, block).permute(0, 3, 5, 1, 2, 4)
+        return blocks.reshape(batch, block * block * channels, height // block, width // block)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        block = ctx.block
+        batch, depth, height, width = (int(s) for s in grad.shape)
+        channels = depth // (block * block)
+        spread = grad.reshape(batch, block, block, channels, height, width).permute(0, 3, 4, 1, 5, 2)
+        return spread.reshape(batch, channels, height * block, width * block), None
+
+    @staticmethod
+    def symbolic(g, x, block: int):  # the ONNX node the TorchScript-based exporter writes
+        return g.op("SpaceToDepth", x, blocksize_i=block)
+
+
+def _fold_by_permute(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """:func:`fold_phases` of any map as one permute of its ``2 + d (levels + 1)`` axes."""
+    spatial_dims = x.dim() - 2
+    factor = 2**levels
+    reduced = [int(s) // factor for s in x.shape[2:]]
+    channels = int(x.shape[1])
+    split: List[int] = [-1, channels]
+    for size in reduced:
+        split += [size] + [2] * levels
+    digits, bases = _digit_axes(spatial_dims, levels)
+    folded = x.reshape(split).permute([0, 1] + digits + bases)
+    return folded.reshape([-1, channels, 2 ** (spatial_dims * levels) * reduced[0]] + reduced[1:])
+
+
+@functools.cache
+def _phase_offsets(levels: int) -> torch.Tensor:
+    """For each phase of a 2D map folded ``levels`` times, the offset ``row * 2^levels + column`` in its block of
+    the pixels it holds."""
+    block = 2**levels
+    with torch.inference_mode(False):  # a cached inference tensor could not be used outside inference mode
+        return _fold_by_permute(torch.arange(block * block).reshape(1, 1, block, block), levels).reshape(-1)
+
+
 def fold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
     """``(B, C, *S)`` -> ``(B, C, 2^(d levels) * S_1 / 2^levels, S_2 / 2^levels, ...)``, phase-folded ``levels``
     times.
+
+    A 2D map is cut into its ``2^levels``-pixel blocks' sub-maps (ONNX ``SpaceToDepth``) and those are put in phase
+    order (a ``Gather`` of whole sub-maps): in ONNX Runtime 3-4x faster than one transpose of ``2 + 2 levels`` axes,
+    which moves each value on its own. Other maps take that transpose.
 
     Example::
 
@@ -55,23 +108,31 @@ def fold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
                 [ 5,  7],
                 [13, 15]])
     """
-    spatial_dims = x.dim() - 2
-    factor = 2**levels
-    reduced = [int(s) // factor for s in x.shape[2:]]
-    channels = int(x.shape[1])
-    split: List[int] = [-1, channels]
-    for size in reduced:
-        split += [size] + [2] * levels
-    digits, bases = _digit_axes(spatial_dims, levels)
-    folded = x.reshape(split).permute([0, 1] + digits + bases)
-    return folded.reshape([-1, channels, 2 ** (spatial_dims * levels) * reduced[0]] + reduced[1:])
+    if x.dim() != 4 or levels == 0:
+        return _fold_by_permute(x, levels)
+    block = 2**levels
+    channels, height, width = (int(s) for s in x.shape[1:])
+    # sub-map c * P + p of the result is channel c of block offset offsets[p], which SpaceToDepth puts at
+    # offsets[p] * C + c
+    offsets = _phase_offsets(levels).to(x.device)
+    source = (offsets[None, :] * channels + torch.arange(channels, device=x.device)[:, None]).reshape(-1)
+    blocks = _SpaceToDepth.apply(x, block).index_select(1, source)
+    return blocks.reshape(-1, channels, block * block * (height // block), width // block)
 
 
 def unfold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """The inverse of :func:`fold_phases`: ``(B, C, P * s0_1, s0_2, ...)`` -> ``(B, C, *s0 * 2^levels)``."""
+    """The inverse of :func:`fold_phases`: ``(B, C, P * s0_1, s0_2, ...)`` -> ``(B, C, *s0 * 2^levels)``.
+
+    A 2D map puts its sub-maps in block-offset order (a ``Gather``) and then pixel-shuffles them (ONNX
+    ``DepthToSpace``), as :func:`fold_phases` does the reverse."""
     spatial_dims = x.dim() - 2
     reduced = [int(x.shape[2]) // 2 ** (spatial_dims * levels)] + [int(s) for s in x.shape[3:]]
     channels = int(x.shape[1])
+    if spatial_dims == 2 and levels > 0:
+        phases = 4**levels
+        by_offset = torch.argsort(_phase_offsets(levels)).to(x.device)
+        sub_maps = x.reshape([-1, channels, phases] + reduced).index_select(2, by_offset)
+        return F.pixel_shuffle(sub_maps.reshape([-1, channels * phases] + reduced), 2**levels)
     digits, bases = _digit_axes(spatial_dims, levels)
     folded_order = [0, 1] + digits + bases
     inverse = [folded_order.index(axis) for axis in range(len(folded_order))]
