@@ -9,6 +9,9 @@ from monai_onenet.networks import OneNet
 from monai_onenet.networks.blocks import SequenceConv, sequence_conv_reference
 from monai_onenet.networks.blocks.phase_folding import (
     FoldedSequenceConv,
+    _fold_by_permute,
+    _space_to_depth,
+    _SpaceToDepth,
     fold_phases,
     phase_shuffle,
     phase_unshuffle,
@@ -190,9 +193,26 @@ def test_phase_folded_onenet_checks_its_input():
         folded(torch.randn(1, 1, 32, 32))
 
 
-@pytest.mark.parametrize("spatial, levels", [((8, 12), 2), ((8, 4), 1)])
-def test_2d_fold_passes_gradients_back(spatial, levels):
-    # the 2D fold runs through its own autograd function (so that ONNX sees a SpaceToDepth): its backward must be
-    # the inverse rearrangement
-    x = torch.randn(2, 3, *spatial, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: fold_phases(t, levels), (x,))
+@pytest.mark.parametrize("levels", [1, 2, 3, 4])
+@pytest.mark.parametrize("channels", [1, 3, 5])
+def test_2d_fold_is_the_permute_fold(levels, channels):
+    # the 2D fold cuts blocks (SpaceToDepth) and gathers sub-maps; it must put every value where the permute does
+    x = torch.randn(2, channels, 2**levels * 3, 2**levels * 2).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fold_phases(x, levels), _fold_by_permute(x, levels))
+    assert torch.equal(unfold_phases(_fold_by_permute(x, levels), levels), x)
+
+
+def test_onnx_space_to_depth_passes_gradients_back():
+    # the export's SpaceToDepth node is an autograd function: its backward must be the inverse rearrangement
+    x = torch.randn(2, 3, 8, 12, dtype=torch.double, requires_grad=True)
+    assert torch.equal(_SpaceToDepth.apply(x, 4), _space_to_depth(x, 4))
+    assert torch.autograd.gradcheck(lambda t: _SpaceToDepth.apply(t, 4), (x,))
+
+
+def test_fold_on_meta_tensors_leaves_later_folds_intact():
+    # a first call under another mode (meta here; torch.export's fake tensors alike) must not leave a cached tensor
+    # of that mode for later calls
+    with torch.device("meta"):
+        assert fold_phases(torch.empty(1, 2, 8, 8), 3).shape == (1, 2, 64, 1)
+    x = torch.arange(2 * 64.0).reshape(1, 2, 8, 8)
+    assert torch.equal(unfold_phases(fold_phases(x, 3), 3), x)

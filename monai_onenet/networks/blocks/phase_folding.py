@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -40,20 +40,26 @@ def _digit_axes(spatial_dims: int, levels: int) -> Tuple[List[int], List[int]]:
     return digits, bases
 
 
+def _space_to_depth(x: torch.Tensor, block: int) -> torch.Tensor:
+    """ONNX's ``SpaceToDepth`` in torch: ``(B, C, H, W)`` -> ``(B, b^2 C, H / b, W / b)``, channel ``(row offset * b
+    + column offset) * C + c``."""
+    batch, channels, height, width = (int(s) for s in x.shape)
+    blocks = x.reshape(batch, channels, height // block, block, width // block, block).permute(0, 3, 5, 1, 2, 4)
+    return blocks.reshape(batch, block * block * channels, height // block, width // block)
+
+
 class _SpaceToDepth(torch.autograd.Function):
-    """ONNX's ``SpaceToDepth`` (``(B, C, H, W)`` -> ``(B, b^2 C, H / b, W / b)``, channel ``(row offset * b + column
-    offset) * C + c``), which no torch operator exports as: traced, it is that one node, which ONNX Runtime runs 3-4x
-    faster than the transpose of a whole fold. Its gradient is the inverse rearrangement."""
+    """:func:`_space_to_depth` as the one ONNX node it is (no torch operator exports as ``SpaceToDepth``). ONNX
+    Runtime runs it 3-4x faster than the transpose that the permute form exports as. Used only inside an ONNX export:
+    elsewhere the plain form keeps forward-mode AD, ``vmap`` and saved traces working."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, block: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, block: int) -> torch.Tensor:  # type: ignore[override]
         ctx.block = block
-        batch, channels, height, width = (int(s) for s in x.shape)
-        blocks = x.reshape(batch, channels, height // block, block, width // block, block).permute(0, 3, 5, 1, 2, 4)
-        return blocks.reshape(batch, block * block * channels, height // block, width // block)
+        return _space_to_depth(x, block)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> Tuple[torch.Tensor, None]:  # type: ignore[override]
         block = ctx.block
         batch, depth, height, width = (int(s) for s in grad.shape)
         channels = depth // (block * block)
@@ -61,7 +67,7 @@ class _SpaceToDepth(torch.autograd.Function):
         return spread.reshape(batch, channels, height * block, width * block), None
 
     @staticmethod
-    def symbolic(g, x, block: int):  # the ONNX node the TorchScript-based exporter writes
+    def symbolic(g: Any, x: Any, block: int) -> Any:  # the node the TorchScript-based exporter writes
         return g.op("SpaceToDepth", x, blocksize_i=block)
 
 
@@ -80,12 +86,18 @@ def _fold_by_permute(x: torch.Tensor, levels: int) -> torch.Tensor:
 
 
 @functools.cache
-def _phase_offsets(levels: int) -> torch.Tensor:
+def _phase_offsets(levels: int) -> Tuple[int, ...]:
     """For each phase of a 2D map folded ``levels`` times, the offset ``row * 2^levels + column`` in its block of
-    the pixels it holds."""
-    block = 2**levels
-    with torch.inference_mode(False):  # a cached inference tensor could not be used outside inference mode
-        return _fold_by_permute(torch.arange(block * block).reshape(1, 1, block, block), levels).reshape(-1)
+    the pixels it holds. Plain integers: a cached tensor would keep whatever mode made it (fake, meta, inference)."""
+    offsets = []
+    for phase in range(4**levels):
+        row = column = 0
+        for bit in range(levels):  # the finest bit's digit is the most significant
+            digit = (phase >> (2 * (levels - 1 - bit))) & 3
+            row |= (digit >> 1) << bit
+            column |= (digit & 1) << bit
+        offsets.append(row * 2**levels + column)
+    return tuple(offsets)
 
 
 def fold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
@@ -93,8 +105,8 @@ def fold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
     times.
 
     A 2D map is cut into its ``2^levels``-pixel blocks' sub-maps (ONNX ``SpaceToDepth``) and those are put in phase
-    order (a ``Gather`` of whole sub-maps): in ONNX Runtime 3-4x faster than one transpose of ``2 + 2 levels`` axes,
-    which moves each value on its own. Other maps take that transpose.
+    order (a ``Gather`` of whole sub-maps): in ONNX Runtime 3-4x faster than one transpose of ``2 + 2 (levels + 1)``
+    axes, which moves each value on its own. Other maps take that transpose.
 
     Example::
 
@@ -114,10 +126,10 @@ def fold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
     channels, height, width = (int(s) for s in x.shape[1:])
     # sub-map c * P + p of the result is channel c of block offset offsets[p], which SpaceToDepth puts at
     # offsets[p] * C + c
-    offsets = _phase_offsets(levels).to(x.device)
-    source = (offsets[None, :] * channels + torch.arange(channels, device=x.device)[:, None]).reshape(-1)
-    blocks = _SpaceToDepth.apply(x, block).index_select(1, source)
-    return blocks.reshape(-1, channels, block * block * (height // block), width // block)
+    offsets = _phase_offsets(levels)
+    source = torch.tensor([o * channels + c for c in range(channels) for o in offsets], device=x.device)
+    blocks = _SpaceToDepth.apply(x, block) if torch.onnx.is_in_onnx_export() else _space_to_depth(x, block)
+    return blocks.index_select(1, source).reshape(-1, channels, block * block * (height // block), width // block)
 
 
 def unfold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
@@ -130,7 +142,8 @@ def unfold_phases(x: torch.Tensor, levels: int) -> torch.Tensor:
     channels = int(x.shape[1])
     if spatial_dims == 2 and levels > 0:
         phases = 4**levels
-        by_offset = torch.argsort(_phase_offsets(levels)).to(x.device)
+        offsets = _phase_offsets(levels)
+        by_offset = torch.tensor(sorted(range(phases), key=offsets.__getitem__), device=x.device)
         sub_maps = x.reshape([-1, channels, phases] + reduced).index_select(2, by_offset)
         return F.pixel_shuffle(sub_maps.reshape([-1, channels * phases] + reduced), 2**levels)
     digits, bases = _digit_axes(spatial_dims, levels)
