@@ -52,6 +52,23 @@ def test_ratios_are_against_unet4_of_the_same_run(quick_result):
     assert rows["onenet_ed_4_3d"]["latency_ratio_vs_basicunet_3d"] == pytest.approx(
         rows["onenet_ed_4_3d"]["latency_ms"] / rows["basicunet_3d"]["latency_ms"]
     )
+    # round by round: each ratio pairs the two passes of one round (the --quick run has 2 rounds)
+    assert len(ed["latency_rounds_ms"]) == len(base["latency_rounds_ms"]) == 2
+    assert ed["latency_round_ratios_vs_unet4"] == pytest.approx(
+        [time / unet for time, unet in zip(ed["latency_rounds_ms"], base["latency_rounds_ms"])]
+    )
+    assert ed["latency_ms"] == pytest.approx(statistics.median(ed["latency_rounds_ms"]))
+    assert rows["onenet_ed_4_3d"]["latency_round_ratios_vs_unet4"] is None
+    assert len(rows["onenet_ed_4_3d"]["latency_round_ratios_vs_basicunet_3d"]) == 2
+
+
+def test_table_gives_the_faithful_models_round_ratios(quick_result):
+    from monai_onenet.benchmark.__main__ import markdown_table
+
+    ratios = {row["model"]: row for row in quick_result["rows"]}["onenet_ed_4"]["latency_round_ratios_vs_unet4"]
+    assert f"onenet_ed_4 against unet_4, round by round: median {statistics.median(ratios):.2f}x" in markdown_table(
+        quick_result
+    )
 
 
 def test_onnxruntime_row_is_timed_against_eager_alone(quick_result):
@@ -104,8 +121,11 @@ def test_isolated_worker_measures_memory_of_one_model():
 
 def test_isolated_worker_times_models_interleaved():
     result = _worker({"what": "latency", "models": ["unet_4", "onenet_ed_4"], "onnxruntime": ["onenet_ed_4"]})
-    assert set(result) == {"unet_4", "onenet_ed_4", "onenet_ed_4@onnxruntime"}
-    assert all(value > 0 for value in result.values())
+    names = {"unet_4", "onenet_ed_4", "onenet_ed_4@onnxruntime"}
+    assert set(result) == names | {name + "@rounds" for name in names}
+    for name in names:  # the median of its 2 rounds, which are kept
+        assert len(result[name + "@rounds"]) == 2 and all(value > 0 for value in result[name + "@rounds"])
+        assert result[name] == pytest.approx(statistics.median(result[name + "@rounds"]))
 
 
 def test_pass_servers_time_onnxruntime_and_eager_in_turn(monkeypatch):
@@ -218,7 +238,7 @@ def test_train_step_command_names_bad_arguments(argv, message):
 
 @pytest.mark.parametrize("cold", [False, True])
 def test_latency_rounds_interleave_models_and_time_each_pass_after_its_own(cold):
-    from monai_onenet.benchmark.measure import COLD_SUFFIX, measure_latencies
+    from monai_onenet.benchmark.measure import COLD_SUFFIX, measure_latencies, measure_latency_rounds
 
     calls = []
     runners = {name: (lambda n=name: calls.append(n)) for name in ("a", "b")}
@@ -229,6 +249,8 @@ def test_latency_rounds_interleave_models_and_time_each_pass_after_its_own(cold)
     assert calls == ["a", "b"] + per_round * 3
     assert set(times) == ({"a", "b", "a@cold", "b@cold"} if cold else {"a", "b"})
     assert all(value >= 0 for value in times.values())
+    rounds = measure_latency_rounds(runners, torch.device("cpu"), warmup=0, rounds=3)
+    assert {name: len(values) for name, values in rounds.items()} == {"a": 3, "b": 3}
 
 
 def test_a_model_alone_in_its_input_group_gets_no_cold_latency():

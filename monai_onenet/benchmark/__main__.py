@@ -35,8 +35,10 @@ from monai_onenet.benchmark.measure import (
     ALLOCATOR_ENV,
     COLD_SUFFIX,
     ONNXRUNTIME_SUFFIX,
+    ROUNDS_SUFFIX,
     inference_runner,
-    measure_latencies,
+    latency_summary,
+    measure_latency_rounds,
     measure_memory,
     onnxruntime_runner,
     resolve_device,
@@ -101,7 +103,7 @@ def _isolated(request: Dict[str, Any], args: argparse.Namespace, device: str) ->
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _in_process(request: Dict[str, Any], args: argparse.Namespace, device: str) -> Dict[str, float]:
+def _in_process(request: Dict[str, Any], args: argparse.Namespace, device: str) -> Dict[str, Any]:
     specs = {m.name: m for m in benchmark_models(args.quick)}
     torch_device = torch.device(device)
     if request["what"] != "latency":
@@ -112,7 +114,13 @@ def _in_process(request: Dict[str, Any], args: argparse.Namespace, device: str) 
         runners[name + ONNXRUNTIME_SUFFIX] = onnxruntime_runner(
             specs[name].build(), specs[name].input_shape, args.threads
         )
-    return measure_latencies(runners, torch_device, 2, args.repeats, COLD_SUFFIX if request.get("cold") else None)
+    cold_suffix = COLD_SUFFIX if request.get("cold") else None
+    return latency_summary(measure_latency_rounds(runners, torch_device, 2, args.repeats, cold_suffix))
+
+
+def _round_ratios(row: Dict[str, Any], baseline: Dict[str, Any]) -> List[float]:
+    """``row``'s latency over ``baseline``'s, round by round (both were timed in each round of their group)."""
+    return [time / base for time, base in zip(row["latency_rounds_ms"], baseline["latency_rounds_ms"])]
 
 
 def _ratio(value: Optional[float], baseline: Optional[float], comparable: bool = True) -> Optional[float]:
@@ -163,6 +171,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             for name in names:
                 rows[name]["latency_ms"] = latencies[name]
                 rows[name]["latency_cold_ms"] = latencies[name + COLD_SUFFIX] if cold else None
+                rows[name]["latency_rounds_ms"] = latencies[name + ROUNDS_SUFFIX]
             progress.update()
         for name in onnx_rows:
             rows[name].update(_onnxruntime_against_eager(name, args, device))
@@ -173,12 +182,14 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     for row in rows.values():
         same_input = row["input"] == baseline["input"]
         row["latency_ratio_vs_unet4"] = _ratio(row["latency_ms"], baseline["latency_ms"], same_input)
+        row["latency_round_ratios_vs_unet4"] = _round_ratios(row, baseline) if same_input else None
         row["latency_cold_ratio_vs_unet4"] = _ratio(row["latency_cold_ms"], baseline["latency_cold_ms"], same_input)
         row["infer_mem_ratio_vs_unet4"] = (
             row["peak_infer_mb"] / baseline["peak_infer_mb"] if same_input and baseline["peak_infer_mb"] > 0 else None
         )
         if baseline_3d is not None and row["input"] == baseline_3d["input"]:
             row["latency_ratio_vs_basicunet_3d"] = _ratio(row["latency_ms"], baseline_3d["latency_ms"])
+            row["latency_round_ratios_vs_basicunet_3d"] = _round_ratios(row, baseline_3d)
             row["latency_cold_ratio_vs_basicunet_3d"] = _ratio(row["latency_cold_ms"], baseline_3d["latency_cold_ms"])
     return {"device": device, "threads": args.threads, "quick": args.quick, "rows": list(rows.values())}
 
@@ -346,6 +357,14 @@ def markdown_table(result: Dict[str, Any]) -> str:
             _fmt(row["peak_train_mb"], 0),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    faithful = next((row for row in result["rows"] if row["model"] == ONNX_ROW), None)
+    if faithful is not None and faithful.get("latency_round_ratios_vs_unet4"):
+        round_ratios = faithful["latency_round_ratios_vs_unet4"]
+        lines += [
+            "",
+            f"{ONNX_ROW} against {BASELINE}, round by round: median {statistics.median(round_ratios):.2f}x, "
+            f"quartiles {_quartiles(round_ratios)} over {len(round_ratios)} rounds (the table divides the medians).",
+        ]
     for row in result["rows"]:
         if "latency_onnxruntime_ms" in row:
             pair_ratios = row["onnxruntime_pair_ratios"]

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TextIO
 
 import torch
 import torch.nn as nn
@@ -38,8 +38,11 @@ __all__ = [
     "settle_allocator",
     "ONNXRUNTIME_SUFFIX",
     "COLD_SUFFIX",
+    "ROUNDS_SUFFIX",
     "inference_runner",
     "measure_latencies",
+    "measure_latency_rounds",
+    "latency_summary",
     "measure_memory",
     "onnxruntime_runner",
     "peak_memory_mb",
@@ -52,6 +55,7 @@ __all__ = [
 # runs. Fixed thresholds keep large blocks on the heap, reused without page faults, and never trimmed mid-run.
 ONNXRUNTIME_SUFFIX = "@onnxruntime"
 COLD_SUFFIX = "@cold"
+ROUNDS_SUFFIX = "@rounds"
 ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(64 * 1024**3)}
 
 
@@ -145,17 +149,18 @@ def timed_ms(fn: Callable[[], None], device: torch.device) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def measure_latencies(
+def measure_latency_rounds(
     runners: Dict[str, Callable[[], None]],
     device: torch.device,
     warmup: int = 2,
     rounds: int = 7,
     cold_suffix: Optional[str] = None,
-) -> Dict[str, float]:
-    """Median wall time (ms) of each runner, timed in interleaved rounds (A, B, C, A, B, C, ...).
+) -> Dict[str, List[float]]:
+    """Wall times (ms) of each runner, one per round, timed in interleaved rounds (A, B, C, A, B, C, ...).
 
     Interleaving makes the ratios between models robust to the machine getting faster or slower during the run
-    (other load, frequency changes), which moved single-model figures by up to 30% on a shared 2-core VM.
+    (other load, frequency changes), which moved single-model figures by up to 30% on a shared 2-core VM. Times of
+    the same round index come from the same round, so their ratios pair passes timed seconds apart.
 
     With ``cold_suffix``, every runner runs twice in a row in each round (A A B B C C, ...). The second pass, after
     one of its own as for a model that serves a stream of images, is its latency; the first, right after another
@@ -171,7 +176,27 @@ def measure_latencies(
             if cold_suffix is not None:
                 times[name + cold_suffix].append(timed_ms(fn, device))
             times[name].append(timed_ms(fn, device))
+    return times
+
+
+def measure_latencies(
+    runners: Dict[str, Callable[[], None]],
+    device: torch.device,
+    warmup: int = 2,
+    rounds: int = 7,
+    cold_suffix: Optional[str] = None,
+) -> Dict[str, float]:
+    """Median wall time (ms) of each runner over :func:`measure_latency_rounds`."""
+    times = measure_latency_rounds(runners, device, warmup, rounds, cold_suffix)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def latency_summary(times: Dict[str, List[float]]) -> Dict[str, Any]:
+    """:func:`measure_latency_rounds`' times as a benchmark worker reports them: each name's median, and each
+    name's rounds under ``name + ROUNDS_SUFFIX`` (cold passes: the median only)."""
+    summary: Dict[str, Any] = {name: statistics.median(values) for name, values in times.items()}
+    summary.update({name + ROUNDS_SUFFIX: values for name, values in times.items() if COLD_SUFFIX not in name})
+    return summary
 
 
 def inference_runner(model: nn.Module, input_shape, device: torch.device) -> Callable[[], None]:
@@ -319,7 +344,9 @@ def _worker() -> None:
                 specs[name].build(), specs[name].input_shape, request["threads"]
             )
         cold_suffix = COLD_SUFFIX if request.get("cold") else None
-        result = measure_latencies(runners, device, request["warmup"], request["repeats"], cold_suffix)
+        result = latency_summary(
+            measure_latency_rounds(runners, device, request["warmup"], request["repeats"], cold_suffix)
+        )
     else:
         spec = specs[request["model"]]
         result = measure_memory(spec.build(), spec.input_shape, device, request["what"])
