@@ -80,7 +80,7 @@ def _parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _isolated(request: Dict[str, Any], args: argparse.Namespace, device: str) -> Dict[str, float]:
+def _isolated(request: Dict[str, Any], args: argparse.Namespace, device: str) -> Dict[str, Any]:
     """Run one measurement request in a fresh process with the fixed allocator settings."""
     request = {
         **request,
