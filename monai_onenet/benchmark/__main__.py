@@ -34,13 +34,8 @@ from monai_onenet.benchmark.flops import paper_flops, real_flops
 from monai_onenet.benchmark.measure import (
     ALLOCATOR_ENV,
     COLD_SUFFIX,
-    ONNXRUNTIME_SUFFIX,
     ROUNDS_SUFFIX,
-    inference_runner,
-    latency_summary,
-    measure_latency_rounds,
-    measure_memory,
-    onnxruntime_runner,
+    answer_request,
     resolve_device,
     seeded_runner,
     timed_ms,
@@ -80,9 +75,9 @@ def _parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _isolated(request: Dict[str, Any], args: argparse.Namespace, device: str) -> Dict[str, Any]:
-    """Run one measurement request in a fresh process with the fixed allocator settings."""
-    request = {
+def _full_request(request: Dict[str, Any], args: argparse.Namespace, device: str) -> Dict[str, Any]:
+    """``request`` with the run's settings (sizes, threads, device, repeats, warm-up)."""
+    return {
         **request,
         "quick": args.quick,
         "threads": args.threads,
@@ -90,6 +85,11 @@ def _isolated(request: Dict[str, Any], args: argparse.Namespace, device: str) ->
         "repeats": args.repeats,
         "warmup": 2,
     }
+
+
+def _isolated(request: Dict[str, Any], args: argparse.Namespace, device: str) -> Dict[str, Any]:
+    """Run one measurement request in a fresh process with the fixed allocator settings."""
+    request = _full_request(request, args, device)
     env = {**os.environ, **ALLOCATOR_ENV, "OMP_NUM_THREADS": str(args.threads)}
     done = subprocess.run(
         [sys.executable, "-m", "monai_onenet.benchmark.measure", json.dumps(request)],
@@ -104,18 +104,8 @@ def _isolated(request: Dict[str, Any], args: argparse.Namespace, device: str) ->
 
 
 def _in_process(request: Dict[str, Any], args: argparse.Namespace, device: str) -> Dict[str, Any]:
-    specs = {m.name: m for m in benchmark_models(args.quick)}
-    torch_device = torch.device(device)
-    if request["what"] != "latency":
-        spec = specs[request["model"]]
-        return measure_memory(spec.build(), spec.input_shape, torch_device, request["what"])
-    runners = {n: inference_runner(specs[n].build(), specs[n].input_shape, torch_device) for n in request["models"]}
-    for name in request.get("onnxruntime", []):
-        runners[name + ONNXRUNTIME_SUFFIX] = onnxruntime_runner(
-            specs[name].build(), specs[name].input_shape, args.threads
-        )
-    cold_suffix = COLD_SUFFIX if request.get("cold") else None
-    return latency_summary(measure_latency_rounds(runners, torch_device, 2, args.repeats, cold_suffix))
+    """Run one measurement request in this process."""
+    return answer_request(_full_request(request, args, device))
 
 
 def _round_ratios(row: Dict[str, Any], baseline: Dict[str, Any]) -> List[float]:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALLOCATOR_ENV",
+    "answer_request",
     "seeded_runner",
     "serve_passes",
     "settle_allocator",
@@ -312,6 +313,27 @@ def serve_passes(
         print(f"{timed_ms(runner, device)!r}", file=replies, flush=True)
 
 
+def answer_request(request: Dict[str, Any]) -> Dict[str, Any]:
+    """The measurement a ``"latency"``, ``"infer"`` or ``"train"`` request asks for (see :func:`_worker`), in this
+    process: :func:`latency_summary` of the models' interleaved rounds, or :func:`measure_memory` of one model."""
+    from monai_onenet.benchmark.models import benchmark_models
+
+    specs = {m.name: m for m in benchmark_models(request["quick"])}
+    device = torch.device(request["device"])
+    if request["what"] != "latency":
+        spec = specs[request["model"]]
+        return measure_memory(spec.build(), spec.input_shape, device, request["what"])
+    runners = {
+        name: inference_runner(specs[name].build(), specs[name].input_shape, device) for name in request["models"]
+    }
+    for name in request.get("onnxruntime", []):
+        runners[name + ONNXRUNTIME_SUFFIX] = onnxruntime_runner(
+            specs[name].build(), specs[name].input_shape, request["threads"]
+        )
+    cold_suffix = COLD_SUFFIX if request.get("cold") else None
+    return latency_summary(measure_latency_rounds(runners, device, request["warmup"], request["repeats"], cold_suffix))
+
+
 def _worker() -> None:
     """``python -m monai_onenet.benchmark.measure '<json request>'``: measure, print JSON.
 
@@ -323,8 +345,6 @@ def _worker() -> None:
 
     request = json.loads(sys.argv[1])
     torch.set_num_threads(request["threads"])
-    specs = {m.name: m for m in benchmark_models(request["quick"])}
-    device = torch.device(request["device"])
     if request["what"] == "serve":
         # stdout carries the replies alone: whatever else writes to it, Python or C (oneDNN's verbose mode), goes
         # to stderr
@@ -332,25 +352,12 @@ def _worker() -> None:
         replies = os.fdopen(os.dup(1), "w")
         os.dup2(2, 1)
         sys.stdout = sys.stderr
-        runner = seeded_runner(specs[request["model"]], device, request["threads"], request.get("onnxruntime", False))
+        spec = {m.name: m for m in benchmark_models(request["quick"])}[request["model"]]
+        device = torch.device(request["device"])
+        runner = seeded_runner(spec, device, request["threads"], request.get("onnxruntime", False))
         serve_passes(runner, device, request["warmup"], sys.stdin, replies)
         return
-    if request["what"] == "latency":
-        runners = {
-            name: inference_runner(specs[name].build(), specs[name].input_shape, device) for name in request["models"]
-        }
-        for name in request.get("onnxruntime", []):
-            runners[name + ONNXRUNTIME_SUFFIX] = onnxruntime_runner(
-                specs[name].build(), specs[name].input_shape, request["threads"]
-            )
-        cold_suffix = COLD_SUFFIX if request.get("cold") else None
-        result = latency_summary(
-            measure_latency_rounds(runners, device, request["warmup"], request["repeats"], cold_suffix)
-        )
-    else:
-        spec = specs[request["model"]]
-        result = measure_memory(spec.build(), spec.input_shape, device, request["what"])
-    print(json.dumps(result))
+    print(json.dumps(answer_request(request)))
 
 
 if __name__ == "__main__":
