@@ -6,8 +6,9 @@ import torch.nn as nn
 from monai.networks.utils import pixelshuffle, pixelunshuffle
 
 from monai_onenet.networks import OneNet
-from monai_onenet.networks.blocks import SequenceConv, sequence_conv_reference
+from monai_onenet.networks.blocks import SequenceConv, phase_folding, sequence_conv_reference
 from monai_onenet.networks.blocks.phase_folding import (
+    DENSE_MAX_CHANNELS,
     FoldedSequenceConv,
     _fold_by_permute,
     _space_to_depth,
@@ -63,14 +64,28 @@ def test_folded_pixel_unshuffle_and_shuffle_are_monais(spatial, levels):
 @pytest.mark.parametrize("spatial, levels", FOLD_CASES)
 @pytest.mark.parametrize("channels", [1, 3, 8, 12])
 @pytest.mark.parametrize("kernel_size", [3, 9])
-def test_folded_sequence_conv_is_the_authors_conv(spatial, levels, channels, kernel_size):
+@pytest.mark.parametrize("dense", [False, True])
+def test_folded_sequence_conv_is_the_authors_conv(spatial, levels, channels, kernel_size, dense):
     torch.manual_seed(0)
     conv = SequenceConv(channels, kernel_size)
     x = torch.randn(2, channels, *spatial)
     expected = torch.relu(sequence_conv_reference(x, conv.conv.weight, conv.conv.bias))
-    folded = FoldedSequenceConv(conv, spatial, levels, channels)
-    out = unfold_phases(folded(fold_phases(x, levels)), levels)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    folded = FoldedSequenceConv(conv, spatial, levels, channels, polyphase_order=True, dense=dense)
+    out = folded(fold_phases(x, levels))
+    out = out.index_select(1, torch.argsort(folded.channel_order()))  # dense: the map's own order already
+    torch.testing.assert_close(unfold_phases(out, levels), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "channels, skip_channels, dense", [(64, 0, True), (8, 0, True), (65, 0, False), (256, 0, False), (16, 8, False)]
+)
+def test_dense_form_is_the_default_for_narrow_maps_without_a_skip(channels, skip_channels, dense):
+    folded = FoldedSequenceConv(SequenceConv(channels), (16, 16), 2, channels, True, skip_channels)
+    assert folded.dense is dense
+    assert folded.polyphase_order is not dense  # the dense form leaves the map's channel order
+    if skip_channels:
+        with pytest.raises(ValueError, match="without a skip"):
+            FoldedSequenceConv(SequenceConv(channels), (16, 16), 2, channels, skip_channels=skip_channels, dense=True)
 
 
 @pytest.mark.parametrize("spatial, levels", FOLD_CASES)
@@ -126,7 +141,9 @@ NETWORK_CASES = [
 
 
 @pytest.mark.parametrize("spatial_dims, spatial, kwargs", NETWORK_CASES)
-def test_phase_folded_onenet_computes_the_network(spatial_dims, spatial, kwargs):
+@pytest.mark.parametrize("dense_max_channels", [DENSE_MAX_CHANNELS, 0])  # these widths: all dense, none dense
+def test_phase_folded_onenet_computes_the_network(spatial_dims, spatial, kwargs, dense_max_channels, monkeypatch):
+    monkeypatch.setattr(phase_folding, "DENSE_MAX_CHANNELS", dense_max_channels)
     torch.manual_seed(0)
     net = _trained_norms(OneNet(spatial_dims, 2, 3, channels=(8, 16, 32), **kwargs))
     folded = PhaseFoldedOneNet(net, spatial)

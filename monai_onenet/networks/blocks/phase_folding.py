@@ -28,6 +28,7 @@ __all__ = [
     "phase_unshuffle",
     "phase_shuffle",
     "sequence_neighbour_sources",
+    "DENSE_MAX_CHANNELS",
     "FoldedSequenceConv",
 ]
 
@@ -205,6 +206,11 @@ def sequence_neighbour_sources(
     return source(pixel_at * channels - pad + offsets), source((pixel_at + 1) * channels + offsets)
 
 
+DENSE_MAX_CHANNELS = 64
+"""Widest map without a skip that :class:`FoldedSequenceConv` filters in dense form by default (measured at 64;
+wider maps cost it more multiply-adds than the polyphase form)."""
+
+
 def _phase_count(channels: int) -> int:
     """Output channels of the polyphase form: the largest of 8, 4, 2, 1 that divides ``channels`` (8 ran fastest in
     ONNX Runtime on OneNet_ed,4: 0.8-0.9x eager torch, against 0.85-1.0x with 4 and 0.9-1.1x with 1)."""
@@ -224,6 +230,13 @@ class FoldedSequenceConv(nn.Module):
     filters ``cat([skip, x])`` without making that copy of the map, gathering the neighbouring values from the
     ``pad + 1`` first channels of ``skip`` and the ``pad + 1`` last of ``x``, the only ones they come from.
 
+    A narrow map without a skip (OneNet_ed,4's top decoder level, 64 channels at full resolution) is filtered in
+    *dense* form instead: the ``2 pad`` values beyond each pixel, gathered as above, are put after its channels, and
+    one 1x1 convolution with a banded ``C x (C + 2 pad)`` weight computes the filter, its ReLU fused. ONNX Runtime runs
+    it in its blocked layout, which it cannot do for the polyphase convolution: at that level the convolution took
+    2.8 against 5.0 ms (its profiler), and the whole network 0.98x. It costs ``C + 2 pad`` multiply-adds per output
+    against the polyphase form's ``m + k - 1``, so only narrow maps gain.
+
     Args:
         conv: the :class:`~monai_onenet.networks.blocks.SequenceConv` to compute; its weights are used, not copied.
         spatial_shape: spatial size of the unfolded map it sees.
@@ -232,6 +245,8 @@ class FoldedSequenceConv(nn.Module):
         polyphase_order: leave the output channels in the order the polyphase conv makes them (see
             :meth:`channel_order`) instead of the map's.
         skip_channels: channels of the skip it will be called with; 0 (default) for none.
+        dense: use the dense form (its output is in the map's channel order; ``polyphase_order`` is ignored). None
+            (default): for maps without a skip of at most :data:`DENSE_MAX_CHANNELS` channels.
     """
 
     def __init__(
@@ -242,10 +257,16 @@ class FoldedSequenceConv(nn.Module):
         channels: int,
         polyphase_order: bool = False,
         skip_channels: int = 0,
+        dense: Optional[bool] = None,
     ):
         super().__init__()
+        if dense is None:
+            dense = skip_channels == 0 and channels <= DENSE_MAX_CHANNELS
+        if dense and skip_channels != 0:
+            raise ValueError("FoldedSequenceConv's dense form filters maps without a skip.")
+        self.dense = dense
         self.sequence_conv = conv
-        self.polyphase_order = polyphase_order
+        self.polyphase_order = polyphase_order and not dense
         self.pad = conv.pad
         self.phases = _phase_count(channels)
         self.channels = channels
@@ -264,6 +285,14 @@ class FoldedSequenceConv(nn.Module):
         offset = torch.arange(self.phases + size - 1)
         tap = offset[None, :] - torch.arange(self.phases)[:, None]
         self.register_buffer("tap_index", torch.where((tap >= 0) & (tap < size), tap, size), persistent=False)
+        if dense:
+            # Slot (out, in) of the dense weight holds tap `in - out + pad`: the pixel's own channels, then the values
+            # beyond it, which sit at sequence positions j - pad (before) and channels + j (after) from its first.
+            position = torch.cat(
+                [torch.arange(channels), torch.arange(self.pad) - self.pad, torch.arange(self.pad) + channels]
+            )
+            tap = position[None, :] - torch.arange(channels)[:, None] + self.pad
+            self.register_buffer("dense_index", torch.where((tap >= 0) & (tap < size), tap, size), persistent=False)
 
     def _in_edges(self, index: torch.Tensor) -> torch.Tensor:
         """Indices into the map -> indices into its ``edge_width`` first and ``edge_width`` last channels."""
@@ -286,6 +315,8 @@ class FoldedSequenceConv(nn.Module):
                 f"FoldedSequenceConv was built for a skip of {self.skip_channels} channels and an input of "
                 f"{self.channels - self.skip_channels}, got {given[0]} and {given[1]}."
             )
+        if self.dense:
+            return self._dense_forward(x)
         parts = [x] if skip is None else [skip, x]
         if skip is not None and self.edge_width == 0:
             parts = [torch.cat(parts, dim=1)]
@@ -305,6 +336,17 @@ class FoldedSequenceConv(nn.Module):
         if not self.polyphase_order:
             out = out.transpose(1, 3)
         return out.reshape([-1, self.channels] + [int(s) for s in x.shape[2:]])
+
+    def _dense_forward(self, x: torch.Tensor) -> torch.Tensor:
+        taps = self.sequence_conv.conv.weight.reshape(-1)
+        weight = torch.cat([taps, taps.new_zeros(1)])[self.dense_index]
+        weight = weight.reshape([self.channels, self.channels + 2 * self.pad] + [1] * (x.dim() - 2))
+        items = x.reshape(-1, self.channels * int(self.before.shape[1]))
+        spatial = [int(s) for s in x.shape[2:]]
+        outside = [items[:, index.reshape(-1)].reshape([-1, self.pad] + spatial) for index in (self.before, self.after)]
+        conv = (F.conv1d, F.conv2d, F.conv3d)[x.dim() - 3]
+        bias = self.sequence_conv.conv.bias.expand(self.channels)
+        return self.sequence_conv.act(conv(torch.cat([x] + outside, 1), weight, bias))
 
     def channel_order(self) -> torch.Tensor:
         """With ``polyphase_order``, the channel of the conv's output that each output channel holds: phase by

@@ -75,7 +75,7 @@ def _folded_mixing(level: nn.Module, spatial_shape: List[int], levels: int, skip
 def _first_step(convs: ChannelConvStack, mixing: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A level's first conv, reading the mixing's output channels in the order the mixing leaves them (one copy of
     the map less)."""
-    if isinstance(mixing, FoldedSequenceConv):
+    if isinstance(mixing, FoldedSequenceConv) and mixing.polyphase_order:
         return convs.step_reordered(x, 0, mixing.channel_order().to(x.device))
     return convs.step(x, 0)
 
@@ -173,7 +173,7 @@ class PhaseFoldedOneNet(nn.Module):
             last = level.convs.steps - 1
             if not (top and last == 0):
                 x = _first_step(level.convs, mixing, x)
-            elif isinstance(mixing, FoldedSequenceConv):  # the head fold below reads the channels in order
+            elif isinstance(mixing, FoldedSequenceConv) and mixing.polyphase_order:  # the head reads them in order
                 x = x.index_select(1, torch.argsort(mixing.channel_order().to(x.device)))
             for index in range(1, last):
                 x = level.convs.step(x, index)
