@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from monai_onenet.networks import OneNet, check_onnx, export_onnx
-from monai_onenet.networks.blocks import ChannelConvStack
+from monai_onenet.networks.blocks import ChannelConvStack, phase_folding
+from monai_onenet.networks.blocks.phase_folding import FoldedSequenceConv
+from monai_onenet.networks.nets.phase_folded import PhaseFoldedOneNet
 
 pytest.importorskip("onnxruntime")
 
@@ -134,3 +136,20 @@ def test_onnx_exports_the_classification_head(tmp_path):
     path = export_onnx(net, example, tmp_path / "net.onnx")
     assert [output.name for output in onnx.load(path).graph.output] == ["logits", "class_logits"]
     assert check_onnx(net, path, example, atol=1e-4) <= 1e-4
+
+
+@pytest.mark.parametrize("dense_max_channels", [phase_folding.DENSE_MAX_CHANNELS, 0])
+def test_narrow_maps_export_their_spatial_conv_in_dense_form(tmp_path, monkeypatch, dense_max_channels):
+    import onnx
+
+    monkeypatch.setattr(phase_folding, "DENSE_MAX_CHANNELS", dense_max_channels)
+    torch.manual_seed(0)
+    net = OneNet(2, 1, 2, channels=(8, 16, 32)).eval()
+    mixings = [m for m in PhaseFoldedOneNet(net, (32, 32)).modules() if isinstance(m, FoldedSequenceConv)]
+    dense = sum(m.dense for m in mixings)
+    assert (dense > 0) == (dense_max_channels > 0)
+    path = export_onnx(net, torch.randn(1, 1, 32, 32), tmp_path / "net.onnx")
+    # a polyphase conv runs as a 3D convolution over an added unit axis; the dense form is a 1x1 conv of the map
+    nodes = onnx.load(str(path)).graph.node
+    assert sum(n.op_type == "Unsqueeze" and "_mixing." in n.name for n in nodes) == len(mixings) - dense
+    assert check_onnx(net, path, torch.randn(3, 1, 32, 32), atol=1e-4) <= 1e-4

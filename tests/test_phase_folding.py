@@ -141,7 +141,7 @@ NETWORK_CASES = [
 
 
 @pytest.mark.parametrize("spatial_dims, spatial, kwargs", NETWORK_CASES)
-@pytest.mark.parametrize("dense_max_channels", [DENSE_MAX_CHANNELS, 0])  # these widths: all dense, none dense
+@pytest.mark.parametrize("dense_max_channels", [DENSE_MAX_CHANNELS, 0])  # dense wherever allowed, or nowhere
 def test_phase_folded_onenet_computes_the_network(spatial_dims, spatial, kwargs, dense_max_channels, monkeypatch):
     monkeypatch.setattr(phase_folding, "DENSE_MAX_CHANNELS", dense_max_channels)
     torch.manual_seed(0)

@@ -207,8 +207,9 @@ def sequence_neighbour_sources(
 
 
 DENSE_MAX_CHANNELS = 64
-"""Widest map without a skip that :class:`FoldedSequenceConv` filters in dense form by default (measured at 64;
-wider maps cost it more multiply-adds than the polyphase form)."""
+"""Widest map without a skip that :class:`FoldedSequenceConv` filters in dense form by default (measured at 64, the
+top level of OneNet_ed,4; wider maps cost it more multiply-adds than the polyphase form). Narrower networks also get
+it at their encoder levels, where it was not timed."""
 
 
 def _phase_count(channels: int) -> int:
