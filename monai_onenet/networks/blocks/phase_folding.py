@@ -206,6 +206,12 @@ def sequence_neighbour_sources(
     return source(pixel_at * channels - pad + offsets), source((pixel_at + 1) * channels + offsets)
 
 
+def _tap_slots(tap: torch.Tensor, size: int) -> torch.Tensor:
+    """Which of a ``size``-tap filter's taps each slot of a kernel holds: ``tap`` where it is one, else ``size``
+    (the zero appended after the taps)."""
+    return torch.where((tap >= 0) & (tap < size), tap, size)
+
+
 DENSE_MAX_CHANNELS = 64
 """Widest map without a skip that :class:`FoldedSequenceConv` filters in dense form by default (measured at 64, the
 top level of OneNet_ed,4; wider maps cost it more multiply-adds than the polyphase form). Narrower networks also get
@@ -281,11 +287,7 @@ class FoldedSequenceConv(nn.Module):
         index_type = torch.int32 if math.prod(spatial_shape) * channels < 2**31 else torch.int64
         self.register_buffer("before", before.to(index_type), persistent=False)
         self.register_buffer("after", after.to(index_type), persistent=False)
-        # Slot (phase, offset) of the polyphase kernel holds tap `offset - phase` (index k: a zero).
         size = conv.conv.weight.numel()
-        offset = torch.arange(self.phases + size - 1)
-        tap = offset[None, :] - torch.arange(self.phases)[:, None]
-        self.register_buffer("tap_index", torch.where((tap >= 0) & (tap < size), tap, size), persistent=False)
         if dense:
             # Slot (out, in) of the dense weight holds tap `in - out + pad`: the pixel's own channels, then the values
             # beyond it, which sit at sequence positions j - pad (before) and channels + j (after) from its first.
@@ -293,7 +295,11 @@ class FoldedSequenceConv(nn.Module):
                 [torch.arange(channels), torch.arange(self.pad) - self.pad, torch.arange(self.pad) + channels]
             )
             tap = position[None, :] - torch.arange(channels)[:, None] + self.pad
-            self.register_buffer("dense_index", torch.where((tap >= 0) & (tap < size), tap, size), persistent=False)
+            self.register_buffer("dense_index", _tap_slots(tap, size), persistent=False)
+        else:
+            # Slot (phase, offset) of the polyphase kernel holds tap `offset - phase`.
+            tap = torch.arange(self.phases + size - 1)[None, :] - torch.arange(self.phases)[:, None]
+            self.register_buffer("tap_index", _tap_slots(tap, size), persistent=False)
 
     def _in_edges(self, index: torch.Tensor) -> torch.Tensor:
         """Indices into the map -> indices into its ``edge_width`` first and ``edge_width`` last channels."""
@@ -303,11 +309,20 @@ class FoldedSequenceConv(nn.Module):
         assert bool(((channel < self.edge_width) | tail).all()), "the filter reaches beyond the edge channels"
         return torch.where(tail, channel - self.channels + 2 * self.edge_width, channel) * pixels + pixel
 
+    def _taps_at(self, slots: torch.Tensor) -> torch.Tensor:
+        """The filter's taps placed at ``slots`` (see :func:`_tap_slots`), zero where a slot holds none."""
+        taps = self.sequence_conv.conv.weight.reshape(-1)
+        return torch.cat([taps, taps.new_zeros(1)])[slots]
+
+    def _beyond(self, source: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The ``pad`` sequence values before and after each pixel, ``(B, pad * pixels)`` each, gathered from
+        ``source`` (the map, or its edge channels)."""
+        items = source.reshape(-1, int(source.shape[1]) * int(self.before.shape[1]))
+        return items[:, self.before.reshape(-1)], items[:, self.after.reshape(-1)]
+
     def polyphase_kernel(self) -> torch.Tensor:
         """``(m, 1, 1, m + k - 1, 1)``: output phase ``r`` applies the ``k`` taps from offset ``r``."""
-        taps = self.sequence_conv.conv.weight.reshape(-1)
-        kernel = torch.cat([taps, taps.new_zeros(1)])[self.tap_index]
-        return kernel.reshape(self.phases, 1, 1, int(self.tap_index.shape[1]), 1)
+        return self._taps_at(self.tap_index).reshape(self.phases, 1, 1, int(self.tap_index.shape[1]), 1)
 
     def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
         given = (0 if skip is None else int(skip.shape[1]), int(x.shape[1]))
@@ -323,9 +338,7 @@ class FoldedSequenceConv(nn.Module):
             parts = [torch.cat(parts, dim=1)]
         source = parts[0] if len(parts) == 1 else torch.cat([skip[:, : self.edge_width], x[:, -self.edge_width :]], 1)
         pixels = int(self.before.shape[1])
-        items = source.reshape(-1, int(source.shape[1]) * pixels)
-        before = items[:, self.before.reshape(-1)].reshape(-1, 1, self.pad, pixels)
-        after = items[:, self.after.reshape(-1)].reshape(-1, 1, self.pad, pixels)
+        before, after = (values.reshape(-1, 1, self.pad, pixels) for values in self._beyond(source))
         # Each item one image, its channel sequences as columns: output row i of phase r is sequence position
         # i * m + r, so the output is the map in polyphase channel order as it lies. A 3D conv (over a unit axis)
         # because ONNX Runtime would run a 2D one in its blocked layout, then copy it back (3 ms at the top level).
@@ -339,12 +352,10 @@ class FoldedSequenceConv(nn.Module):
         return out.reshape([-1, self.channels] + [int(s) for s in x.shape[2:]])
 
     def _dense_forward(self, x: torch.Tensor) -> torch.Tensor:
-        taps = self.sequence_conv.conv.weight.reshape(-1)
-        weight = torch.cat([taps, taps.new_zeros(1)])[self.dense_index]
+        weight = self._taps_at(self.dense_index)
         weight = weight.reshape([self.channels, self.channels + 2 * self.pad] + [1] * (x.dim() - 2))
-        items = x.reshape(-1, self.channels * int(self.before.shape[1]))
         spatial = [int(s) for s in x.shape[2:]]
-        outside = [items[:, index.reshape(-1)].reshape([-1, self.pad] + spatial) for index in (self.before, self.after)]
+        outside = [values.reshape([-1, self.pad] + spatial) for values in self._beyond(x)]
         conv = (F.conv1d, F.conv2d, F.conv3d)[x.dim() - 3]
         bias = self.sequence_conv.conv.bias.expand(self.channels)
         return self.sequence_conv.act(conv(torch.cat([x] + outside, 1), weight, bias))
